@@ -1,0 +1,171 @@
+"""Where an environment deploys: AWS through boto3's default credential chain.
+
+`Target` is the small interface every stage uses (clients, registry, stack listing, compat step). The
+local emulator subclasses it in `copilot_doit.local`; nothing else knows about the emulator.
+boto3 and docker are imported inside methods: the no-op path of the local target never loads them.
+"""
+from __future__ import annotations
+
+import base64
+import json
+import os
+import threading
+import time
+
+from .errors import ServiceUnavailable, UserError
+from .workspace import EnvSettings
+
+READ_PREFIXES = ("Describe", "Get", "List", "BatchGet", "Head", "Lookup")
+STABLE_STATES = ("CREATE_COMPLETE", "UPDATE_COMPLETE", "IMPORT_COMPLETE")
+
+
+def log_api(service: str, operation: str, target: str, params: dict | None = None) -> None:
+    """Append one line per API call / engine operation to $COPILOT_DOIT_API_LOG (audits and tests)."""
+    path = os.environ.get("COPILOT_DOIT_API_LOG")
+    if not path:
+        return
+    rec = {"service": service, "operation": operation, "target": target,
+           "mutating": not operation.startswith(READ_PREFIXES)}
+    if params:
+        rec["params"] = params
+    with open(path, "a") as f:
+        f.write(json.dumps(rec, default=str) + "\n")
+
+
+_AUDITED_PARAMS = {"ExecuteChangeSet": ("DisableRollback",), "CreateChangeSet": ("ChangeSetType", "Tags"),
+                   "UpdateService": ("forceNewDeployment",)}
+
+
+class Target:
+    """Real AWS for one environment's settings (region, profile, expected account)."""
+
+    kind = "aws"
+    waits_for_services = True  # ECS really runs tasks: wait for a forced deployment to settle
+
+    def __init__(self, settings: EnvSettings, cache_root):
+        self.settings = settings
+        self.cache_root = cache_root
+        self._clients: dict = {}
+        self._lock = threading.Lock()
+        self._session = None
+        self._account = None
+
+    # --- clients ------------------------------------------------------------------------------------
+    def session(self):
+        if self._session is None:
+            import boto3
+            self._session = boto3.Session(profile_name=self.settings.profile, region_name=self.settings.region)
+        return self._session
+
+    def client_kwargs(self) -> dict:
+        return {}
+
+    def client(self, service: str):
+        with self._lock:
+            if service not in self._clients:
+                from botocore.config import Config
+                c = self.session().client(service, config=Config(retries={"mode": "standard", "max_attempts": 5}),
+                                          **self.client_kwargs())
+                if os.environ.get("COPILOT_DOIT_API_LOG"):
+                    c.meta.events.register("before-call.*.*", self._audit)
+                self._clients[service] = c
+            return self._clients[service]
+
+    def _audit(self, model, params, **_):
+        op = model.name
+        body = params.get("body") or {}
+        keep = {k: body[k] for k in _AUDITED_PARAMS.get(op, ()) if isinstance(body, dict) and k in body}
+        log_api(model.service_model.service_name, op, self.kind, keep)
+
+    def account_id(self) -> str:
+        if self._account is None:
+            try:
+                self._account = self.client("sts").get_caller_identity()["Account"]
+            except Exception as exc:  # no credentials, no network: one clear message
+                raise ServiceUnavailable(f"cannot reach AWS for environment '{self.settings.name}': {exc}",
+                                         allowed="configure credentials (AWS_PROFILE, ~/.aws) or set target: local") from None
+            if self.settings.account and self.settings.account != self._account:
+                raise UserError(f"credentials are for account {self._account}, but environment "
+                                f"'{self.settings.name}' expects {self.settings.account}", field="account")
+        return self._account
+
+    # --- registry -----------------------------------------------------------------------------------
+    def ensure_repository(self, name: str, tags: dict) -> str:
+        ecr = self.client("ecr")
+        try:
+            repo = ecr.describe_repositories(repositoryNames=[name])["repositories"][0]
+        except ecr.exceptions.RepositoryNotFoundException:
+            repo = ecr.create_repository(repositoryName=name, tags=[{"Key": k, "Value": v} for k, v in tags.items()],
+                                         imageScanningConfiguration={"scanOnPush": True})["repository"]
+        return repo["repositoryUri"]
+
+    def repository_uri(self, name: str) -> str:
+        """The URI without calling AWS: `<account>.dkr.ecr.<region>.amazonaws.com/<name>`."""
+        return f"{self.account_id()}.dkr.ecr.{self.settings.region}.amazonaws.com/{name}"
+
+    def push_reference(self, repo_uri: str) -> str:
+        """Where docker pushes for this repository (the local target maps the ECR host)."""
+        return repo_uri
+
+    def registry_auth(self, repo_uri: str) -> dict | None:
+        token = self.client("ecr").get_authorization_token()["authorizationData"][0]
+        user, password = base64.b64decode(token["authorizationToken"]).decode().split(":", 1)
+        return {"username": user, "password": password}
+
+    def image_digest_in_registry(self, repo_name: str, digest: str | None = None, tag: str | None = None) -> str | None:
+        """The digest ECR holds for this digest or tag, or None."""
+        ecr = self.client("ecr")
+        image_id = {"imageDigest": digest} if digest else {"imageTag": tag}
+        try:
+            details = ecr.describe_images(repositoryName=repo_name, imageIds=[image_id])["imageDetails"]
+        except (ecr.exceptions.ImageNotFoundException, ecr.exceptions.RepositoryNotFoundException):
+            return None
+        return details[0]["imageDigest"] if details else None
+
+    def after_push(self, repo_name: str, digest: str, tags: list[str]) -> None:
+        """Real ECR learns about the image from the push itself."""
+
+    # --- stacks -------------------------------------------------------------------------------------
+    def describe_stacks(self) -> dict[str, dict]:
+        """All stacks of the region in one paginated call: name -> {status, tags, outputs, updated}."""
+        cfn = self.client("cloudformation")
+        out = {}
+        for page in cfn.get_paginator("describe_stacks").paginate():
+            for s in page["Stacks"]:
+                out[s["StackName"]] = {
+                    "status": s["StackStatus"],
+                    "tags": {t["Key"]: t["Value"] for t in s.get("Tags") or []},
+                    "outputs": {o["OutputKey"]: o.get("OutputValue") for o in s.get("Outputs") or []},
+                    "parameters": {p["ParameterKey"]: p.get("ParameterValue") for p in s.get("Parameters") or []},
+                    "updated": str(s.get("LastUpdatedTime") or s.get("CreationTime") or ""),
+                }
+        return out
+
+    def compat(self, template: dict) -> tuple[dict, list[str]]:
+        """Adapt a linted template to what the target can run. Real AWS runs it as is."""
+        return template, []
+
+    def template_url_base(self) -> str:
+        return "https://s3.amazonaws.com"
+
+    def close(self) -> None:
+        pass
+
+
+def target_for(settings: EnvSettings, cache_root) -> Target:
+    if settings.target == "local":
+        from .local import LocalTarget
+        return LocalTarget(settings, cache_root)
+    return Target(settings, cache_root)
+
+
+def wait(predicate, timeout: float, interval: float = 2.0, what: str = "operation"):
+    """Poll `predicate()` until it returns a truthy value; never used after an API error."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(interval)

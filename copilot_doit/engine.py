@@ -1,0 +1,80 @@
+"""The Docker engine: the docker SDK for builds and pushes, a raw socket probe for the no-op path.
+
+`image_id(ref)` answers "is this image in the engine, with which id" with one HTTP request on the
+Unix socket (~1 ms), without importing the SDK (~190 ms).
+"""
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import socket
+import urllib.parse
+
+from .aws import log_api
+from .errors import ServiceUnavailable
+
+DEFAULT_SOCKET = "/var/run/docker.sock"
+
+
+def _socket_path() -> str:
+    host = os.environ.get("DOCKER_HOST", "")
+    if host.startswith("unix://"):
+        return host[len("unix://"):]
+    return DEFAULT_SOCKET
+
+
+class _UnixConnection(http.client.HTTPConnection):
+    def __init__(self, path: str):
+        super().__init__("localhost", timeout=10)
+        self.path_ = path
+
+    def connect(self):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(10)
+        s.connect(self.path_)
+        self.sock = s
+
+
+def image_id(ref: str) -> str | None:
+    """Id of a local image (by id, name:tag or repo@digest), or None if the engine does not have it."""
+    host = os.environ.get("DOCKER_HOST", "")
+    if host and not host.startswith("unix://"):
+        c = client()  # tcp/ssh engines: go through the SDK
+        import docker
+        try:
+            return c.api.inspect_image(ref)["Id"]
+        except docker.errors.ImageNotFound:
+            return None
+    log_api("docker", "InspectImage", "engine")
+    conn = _UnixConnection(_socket_path())
+    try:
+        conn.request("GET", f"/images/{urllib.parse.quote(ref, safe='')}/json")
+        r = conn.getresponse()
+        body = r.read()
+    except OSError as exc:
+        raise ServiceUnavailable(f"the Docker engine does not answer on {_socket_path()}: {exc}",
+                                 allowed="start dockerd, or set DOCKER_HOST") from None
+    finally:
+        conn.close()
+    if r.status == 404:
+        return None
+    if r.status != 200:
+        raise ServiceUnavailable(f"the Docker engine answered HTTP {r.status} for image {ref}")
+    return json.loads(body)["Id"]
+
+
+_client = None
+
+
+def client():
+    global _client
+    if _client is None:
+        import docker
+        try:
+            _client = docker.from_env(timeout=600)
+            _client.ping()
+        except docker.errors.DockerException as exc:
+            raise ServiceUnavailable(f"the Docker engine is not reachable: {exc}",
+                                     allowed="start dockerd, or set DOCKER_HOST") from None
+    return _client

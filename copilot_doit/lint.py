@@ -1,0 +1,43 @@
+"""Stage 5a, lint: cfn-lint on the rendered template, in-process, cached by template digest.
+
+key:   template digest, cfn-lint version, regions. cfnlint (~1 s to import) is imported only here.
+apply: lint the YAML text (so matches carry line numbers). Result: {"report", "errors", "warnings"};
+       errors fail the stage with rule id, line and message; warnings are shown.
+"""
+from __future__ import annotations
+
+import importlib.metadata
+import json
+
+from .hashing import Key
+
+SALT = "lint/1"
+
+
+def cfn_lint_version() -> str:
+    return importlib.metadata.version("cfn-lint")
+
+
+def key(template_digest: str, region: str) -> Key:
+    return Key.of(SALT, {"template": template_digest, "cfn_lint": cfn_lint_version(), "regions": [region]})
+
+
+def run(template_text: str, region: str) -> list[dict]:
+    from cfnlint.api import lint  # lazy: 1 s of imports
+    matches = lint(template_text, regions=[region])
+    out = [{"rule": m.rule.id, "level": m.rule.severity, "line": m.linenumber, "column": m.columnnumber,
+            "message": m.message, "path": [str(p) for p in (m.path or [])]} for m in matches]
+    return sorted(out, key=lambda r: (r["line"] or 0, r["rule"], r["message"]))
+
+
+def summary(report: list[dict]) -> dict:
+    return {"errors": sum(r["level"] == "error" for r in report),
+            "warnings": sum(r["level"] == "warning" for r in report)}
+
+
+def format_report(report: list[dict], name: str) -> str:
+    return "\n".join(f"  {name}:{r['line']}: {r['rule']} {r['level']}: {r['message']}" for r in report)
+
+
+def to_bytes(report: list[dict]) -> bytes:
+    return json.dumps(report, sort_keys=True).encode()

@@ -1,0 +1,82 @@
+"""The local target: everything that knows about the emulator lives in this package.
+
+`LocalTarget` is `aws.Target` pointed at the moto server, with the ECR registry host mapped to the
+local docker-registry, pushed digests registered in the emulated ECR, light HTTP live checks, and the
+compat step applied to templates after they were linted in full.
+"""
+from __future__ import annotations
+
+from ..aws import Target, log_api
+from . import compat, lite, services
+
+ACCOUNT = "123456789012"  # moto's default account
+
+
+class LocalTarget(Target):
+    kind = "local"
+    waits_for_services = False  # moto's ECS never runs tasks: a forced deployment cannot settle
+
+    def __init__(self, settings, cache_root):
+        super().__init__(settings, cache_root)
+        self._endpoints = None
+
+    @property
+    def endpoints(self) -> services.Endpoints:
+        if self._endpoints is None:
+            self._endpoints = services.ensure_running(self.cache_root)
+        return self._endpoints
+
+    def session(self):
+        if self._session is None:
+            import boto3
+            self._session = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing",
+                                          region_name=self.settings.region)
+        return self._session
+
+    def client_kwargs(self) -> dict:
+        return {"endpoint_url": self.endpoints.moto_url}
+
+    def account_id(self) -> str:
+        return ACCOUNT
+
+    def push_reference(self, repo_uri: str) -> str:
+        # dockerd trusts 127.0.0.0/8 without TLS; the ECR host does not resolve here.
+        return f"{self.endpoints.registry}/{repo_uri.split('/', 1)[1]}"
+
+    def registry_auth(self, repo_uri: str):
+        return None  # docker-registry runs without auth; moto's ECR token is already expired anyway
+
+    def image_digest_in_registry(self, repo_name: str, digest: str | None = None, tag: str | None = None):
+        """Both halves must hold: the blobs in the registry, the image record in the emulated ECR."""
+        e = self.endpoints
+        in_registry = lite.registry_digest(e.registry, repo_name, digest or tag)
+        if in_registry is None:
+            return None
+        return lite.ecr_image_digest(e.moto_url, self.settings.region, repo_name, digest=in_registry)
+
+    def registry_digest(self, repo_name: str, reference: str):
+        return lite.registry_digest(self.endpoints.registry, repo_name, reference)
+
+    def after_push(self, repo_name, digest, tags) -> None:
+        """Register the pushed image in moto's ECR under the registry's digest (else moto invents one)."""
+        manifest, media_type = lite.registry_manifest(self.endpoints.registry, repo_name, digest)
+        ecr = self.client("ecr")
+        for tag in tags:
+            try:
+                ecr.put_image(repositoryName=repo_name, imageManifest=manifest.decode(), imageTag=tag,
+                              imageManifestMediaType=media_type, imageDigest=digest)
+            except ecr.exceptions.ImageAlreadyExistsException:
+                pass  # same digest, same tag: already recorded
+
+    def describe_stacks(self) -> dict:
+        return lite.describe_stacks(self.endpoints.moto_url, self.settings.region)
+
+    def compat(self, template: dict, missing_imports=None):
+        return compat.adapt(template, missing_imports)
+
+    def template_url_base(self) -> str:
+        # moto resolves nested-stack TemplateURLs path-style only when the host says "localhost".
+        return self.endpoints.moto_url.replace("127.0.0.1", "localhost")
+
+
+__all__ = ["LocalTarget", "log_api"]

@@ -1,0 +1,153 @@
+"""The compat step: adapt a linted template to what moto emulates, and say what was changed.
+
+It runs after cfn-lint has passed on the full template (the one AWS would get), on a copy, and only for
+the local target. moto silently skips resource types it does not model, and any Ref/GetAtt/Output to
+such a resource then breaks the whole stack (research/feasibility.md §1.b.2). So: drop those resources,
+every property or list item that refers to them, and outputs built from them; and drop references to
+nested-stack outputs, which moto cannot resolve (§1.b.1).
+"""
+from __future__ import annotations
+
+import copy
+import re
+
+# `sorted(moto.cloudformation.parsing.get_model_map())` for moto 5.2.1, minus moto's placeholders.
+# tests/test_local_compat.py checks this list against the installed moto.
+MOTO_TYPES = frozenset("""
+AWS::ApiGateway::Deployment AWS::ApiGateway::Method AWS::ApiGateway::Resource AWS::ApiGateway::RestApi
+AWS::AutoScaling::AutoScalingGroup AWS::AutoScaling::LaunchConfiguration AWS::AutoScaling::ScheduledAction
+AWS::Batch::ComputeEnvironment AWS::Batch::JobDefinition AWS::Batch::JobQueue AWS::CloudFormation::Stack
+AWS::CloudWatch::Dashboard AWS::DataPipeline::Pipeline AWS::DynamoDB::Table AWS::EC2::EIP AWS::EC2::FlowLog
+AWS::EC2::Instance AWS::EC2::InternetGateway AWS::EC2::LaunchTemplate AWS::EC2::NatGateway
+AWS::EC2::NetworkInterface AWS::EC2::Route AWS::EC2::RouteTable AWS::EC2::SecurityGroup
+AWS::EC2::SecurityGroupIngress AWS::EC2::SpotFleet AWS::EC2::Subnet AWS::EC2::SubnetRouteTableAssociation
+AWS::EC2::TransitGateway AWS::EC2::VPC AWS::EC2::VPCEndpoint AWS::EC2::VPCGatewayAttachment
+AWS::EC2::VPCPeeringConnection AWS::EC2::VPNGateway AWS::EC2::Volume AWS::EC2::VolumeAttachment
+AWS::ECR::Repository AWS::ECS::Cluster AWS::ECS::Service AWS::ECS::TaskDefinition AWS::EFS::AccessPoint
+AWS::EFS::FileSystem AWS::EFS::MountTarget AWS::EMR::Cluster AWS::EMR::InstanceGroupConfig
+AWS::EMR::SecurityConfiguration AWS::ElasticLoadBalancing::LoadBalancer AWS::ElasticLoadBalancingV2::Listener
+AWS::ElasticLoadBalancingV2::ListenerRule AWS::ElasticLoadBalancingV2::LoadBalancer
+AWS::ElasticLoadBalancingV2::TargetGroup AWS::Events::Archive AWS::Events::EventBus AWS::Events::Rule
+AWS::IAM::AccessKey AWS::IAM::InstanceProfile AWS::IAM::ManagedPolicy AWS::IAM::Policy AWS::IAM::Role
+AWS::IAM::User AWS::IoT::BillingGroup AWS::IoT::JobTemplate AWS::IoT::Policy AWS::IoT::RoleAlias
+AWS::IoT::Thing AWS::IoT::ThingType AWS::KMS::Alias AWS::KMS::Key AWS::Kinesis::Stream
+AWS::Lambda::EventSourceMapping AWS::Lambda::Function AWS::Lambda::LayerVersion AWS::Lambda::Permission
+AWS::Lambda::Version AWS::Logs::LogGroup AWS::Logs::ResourcePolicy AWS::RDS::DBInstance
+AWS::RDS::DBParameterGroup AWS::RDS::DBSecurityGroup AWS::RDS::DBSubnetGroup AWS::Redshift::Cluster
+AWS::Redshift::ClusterParameterGroup AWS::Redshift::ClusterSubnetGroup AWS::Route53::HealthCheck
+AWS::Route53::HostedZone AWS::Route53::RecordSet AWS::Route53::RecordSetGroup AWS::S3::Bucket AWS::SNS::Topic
+AWS::SQS::Queue AWS::SSM::Document AWS::SSM::Parameter AWS::SageMaker::Endpoint AWS::SageMaker::EndpointConfig
+AWS::SageMaker::Model AWS::SageMaker::NotebookInstance AWS::SageMaker::NotebookInstanceLifecycleConfig
+AWS::StepFunctions::StateMachine
+""".split())
+
+_SUB_VAR = re.compile(r"\$\{([A-Za-z0-9]+)(?:\.[A-Za-z0-9.]+)?\}")
+
+
+def _is_intrinsic(v) -> bool:
+    return isinstance(v, dict) and len(v) == 1 and next(iter(v)) in ("Ref", "Condition") or (
+        isinstance(v, dict) and len(v) == 1 and next(iter(v)).startswith("Fn::"))
+
+
+class _Refs:
+    def __init__(self, removed: set[str], nested: set[str], missing_imports: set[str]):
+        self.removed, self.nested, self.missing_imports = removed, nested, missing_imports
+
+    def hit(self, v) -> bool:
+        """Does this value (deeply) refer to something that will not exist?"""
+        if isinstance(v, list):
+            return any(self.hit(x) for x in v)
+        if not isinstance(v, dict):
+            return False
+        if len(v) == 1:
+            (k, arg), = v.items()
+            if k == "Ref" and arg in self.removed:
+                return True
+            if k == "Fn::GetAtt":
+                parts = arg if isinstance(arg, list) else str(arg).split(".", 1)
+                res, attr = parts[0], (parts[1] if len(parts) > 1 else "")
+                if res in self.removed or (res in self.nested and str(attr).startswith("Outputs.")):
+                    return True
+            if k == "Fn::Sub":
+                text, variables = (arg, {}) if isinstance(arg, str) else (arg[0], arg[1] if len(arg) > 1 else {})
+                names = {m.group(1) for m in _SUB_VAR.finditer(text)} - set(variables)
+                if names & self.removed or self.hit(list(variables.values())):
+                    return True
+            if k == "Fn::ImportValue":
+                name = arg.get("Fn::Sub") if isinstance(arg, dict) else arg
+                if isinstance(name, str) and any(name.endswith("-" + o) for o in self.missing_imports):
+                    return True
+        return any(self.hit(x) for x in v.values())
+
+
+def _prune(value, refs: _Refs, path: str, notes: list[str]):
+    """Return (value, keep). Drops intrinsics that refer to removed things, and their container."""
+    if _is_intrinsic(value) and refs.hit(value):
+        return None, False
+    if isinstance(value, dict):
+        out = {}
+        for k, v in value.items():
+            nv, keep = _prune(v, refs, f"{path}.{k}", notes)
+            if keep:
+                out[k] = nv
+            else:
+                notes.append(f"removed {path}.{k} (refers to a resource the emulator lacks)")
+        return out, True
+    if isinstance(value, list):
+        out = []
+        for i, v in enumerate(value):
+            nv, keep = _prune(v, refs, f"{path}[{i}]", notes)
+            # A list item that lost a field is dropped whole: half a registry/load-balancer entry is worse.
+            if keep and not (isinstance(v, dict) and not _is_intrinsic(v) and len(nv) < len(v)):
+                out.append(nv)
+            elif keep:
+                # The item lost a field: drop it whole, and report the item rather than the field.
+                notes[:] = [n for n in notes if not n.startswith(f"removed {path}[{i}].")]
+                notes.append(f"removed {path}[{i}] (refers to a resource the emulator lacks)")
+        return out, True
+    return value, True
+
+
+def adapt(template: dict, missing_imports: set[str] | None = None) -> tuple[dict, list[str]]:
+    """(template for moto, notes). Never mutates the input."""
+    t = copy.deepcopy(template)
+    notes: list[str] = []
+    resources = t.get("Resources") or {}
+    removed = {name for name, r in resources.items()
+               if r.get("Type") not in MOTO_TYPES or str(r.get("Type", "")).startswith("Custom::")}
+    nested = {name for name, r in resources.items() if r.get("Type") == "AWS::CloudFormation::Stack"}
+    for name in sorted(removed):
+        notes.append(f"removed resource {name} ({resources[name].get('Type')}): not emulated by moto")
+        del resources[name]
+    refs = _Refs(removed, nested, set(missing_imports or ()))
+    # A resource left without a required reference is dropped too, until nothing changes.
+    changed = True
+    while changed:
+        changed = False
+        for name, r in list(resources.items()):
+            deps = r.get("DependsOn")
+            if deps:
+                deps_l = [deps] if isinstance(deps, str) else list(deps)
+                kept = [d for d in deps_l if d not in refs.removed]
+                if kept != deps_l:
+                    if kept:
+                        r["DependsOn"] = kept
+                    else:
+                        r.pop("DependsOn")
+            props = r.get("Properties") or {}
+            top_hits = [k for k, v in props.items() if refs.hit(v) and _is_intrinsic(v)]
+            essential = {"AWS::SNS::Subscription": {"TopicArn", "Endpoint"}}.get(r.get("Type"), set())
+            if any(k in essential for k in top_hits):
+                notes.append(f"removed resource {name}: its {', '.join(top_hits)} refers to a removed resource")
+                del resources[name]
+                refs.removed.add(name)
+                changed = True
+                continue
+            if props:
+                r["Properties"], _ = _prune(props, refs, f"{name}.Properties", notes)
+    outputs = t.get("Outputs") or {}
+    for name, o in list(outputs.items()):
+        if refs.hit(o.get("Value")):
+            notes.append(f"removed output {name} (built from a resource the emulator lacks)")
+            del outputs[name]
+    return t, notes

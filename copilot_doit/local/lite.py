@@ -1,0 +1,111 @@
+"""Read-only calls for the live checks of the local target, over plain HTTP (no boto3, no docker SDK).
+
+A no-op run asks: which stacks exist with which tags (one DescribeStacks), is this digest in ECR (one
+DescribeImages) and in the registry (one HEAD). Importing boto3 for that would cost ~0.3 s per run;
+moto does not check signatures, so a fixed Authorization header naming the service is enough.
+"""
+from __future__ import annotations
+
+import http.client
+import json
+import urllib.parse
+import xml.etree.ElementTree as ET
+
+from ..aws import log_api
+
+MANIFEST_ACCEPT = ", ".join([
+    "application/vnd.docker.distribution.manifest.v2+json",
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+    "application/vnd.oci.image.index.v1+json",
+])
+_CFN_NS = "{http://cloudformation.amazonaws.com/doc/2010-05-15/}"
+
+
+class LiteError(Exception):
+    pass
+
+
+def _auth(service: str, region: str) -> str:
+    return (f"AWS4-HMAC-SHA256 Credential=testing/20260101/{region}/{service}/aws4_request, "
+            "SignedHeaders=host, Signature=0")
+
+
+def _request(base: str, method: str, path: str, body: bytes | None, headers: dict) -> tuple[int, dict, bytes]:
+    u = urllib.parse.urlsplit(base)
+    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=30)
+    try:
+        conn.request(method, path, body=body, headers=headers)
+        r = conn.getresponse()
+        return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read()
+    except OSError as exc:
+        raise LiteError(f"{base} does not answer: {exc}") from None
+    finally:
+        conn.close()
+
+
+def describe_stacks(moto_url: str, region: str) -> dict[str, dict]:
+    out: dict[str, dict] = {}
+    token = None
+    while True:
+        form = {"Action": "DescribeStacks", "Version": "2010-05-15"}
+        if token:
+            form["NextToken"] = token
+        log_api("cloudformation", "DescribeStacks", "local")
+        status, _, body = _request(moto_url, "POST", "/", urllib.parse.urlencode(form).encode(), {
+            "Content-Type": "application/x-www-form-urlencoded", "Authorization": _auth("cloudformation", region)})
+        if status != 200:
+            raise LiteError(f"DescribeStacks failed with HTTP {status}: {body[:200]!r}")
+        root = ET.fromstring(body)
+        for m in root.iter(f"{_CFN_NS}member"):
+            name = m.findtext(f"{_CFN_NS}StackName")
+            if name is None:
+                continue
+            out[name] = {
+                "status": m.findtext(f"{_CFN_NS}StackStatus"),
+                "tags": _pairs(m.find(f"{_CFN_NS}Tags"), "Key", "Value"),
+                "outputs": _pairs(m.find(f"{_CFN_NS}Outputs"), "OutputKey", "OutputValue"),
+                "parameters": _pairs(m.find(f"{_CFN_NS}Parameters"), "ParameterKey", "ParameterValue"),
+                "updated": m.findtext(f"{_CFN_NS}LastUpdatedTime") or m.findtext(f"{_CFN_NS}CreationTime") or "",
+            }
+        token = root.findtext(f".//{_CFN_NS}NextToken")
+        if not token:
+            return out
+
+
+def _pairs(node, k, v) -> dict:
+    if node is None:
+        return {}
+    return {m.findtext(f"{_CFN_NS}{k}"): m.findtext(f"{_CFN_NS}{v}") for m in node.findall(f"{_CFN_NS}member")}
+
+
+def ecr_image_digest(moto_url: str, region: str, repo: str, digest: str | None = None,
+                     tag: str | None = None) -> str | None:
+    image_id = {"imageDigest": digest} if digest else {"imageTag": tag}
+    log_api("ecr", "DescribeImages", "local")
+    status, _, body = _request(moto_url, "POST", "/", json.dumps({"repositoryName": repo, "imageIds": [image_id]}).encode(), {
+        "Content-Type": "application/x-amz-json-1.1", "Authorization": _auth("ecr", region),
+        "X-Amz-Target": "AmazonEC2ContainerRegistry_V20150921.DescribeImages"})
+    if status != 200:
+        return None  # ImageNotFound / RepositoryNotFound come back as HTTP 400
+    details = json.loads(body).get("imageDetails") or []
+    return details[0]["imageDigest"] if details else None
+
+
+def registry_digest(registry: str, repo: str, reference: str) -> str | None:
+    """Digest the registry serves for a tag or digest (HEAD with the v2/OCI Accept list), or None."""
+    log_api("registry", "HeadManifest", "local")
+    status, headers, _ = _request(f"http://{registry}", "HEAD", f"/v2/{repo}/manifests/{reference}", None,
+                                  {"Accept": MANIFEST_ACCEPT})
+    if status != 200:
+        return None
+    return headers.get("docker-content-digest")
+
+
+def registry_manifest(registry: str, repo: str, reference: str) -> tuple[bytes, str]:
+    log_api("registry", "GetManifest", "local")
+    status, headers, body = _request(f"http://{registry}", "GET", f"/v2/{repo}/manifests/{reference}", None,
+                                     {"Accept": MANIFEST_ACCEPT})
+    if status != 200:
+        raise LiteError(f"registry has no manifest {repo}:{reference} (HTTP {status})")
+    return body, headers.get("content-type", "application/vnd.docker.distribution.manifest.v2+json")

@@ -1,0 +1,441 @@
+"""The deploy flow as plain functions: each stage's status builds on the previous stage's result.
+
+    env_status -> build_status -> push_status -> package_status -> lint_status -> deploy_status
+
+A status says whether the stage must run and why, with its key and (when up to date) its result. A
+stage is up to date only when its key has a verified result in the cache AND that result still holds
+in the world (image in the engine, digest in the registry, stack stable with the same key). A stage
+whose upstream must run cannot be judged yet: it runs after it ("after build").
+`run_*` performs the side effect and records the result only once the world has confirmed it.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import build, lint, package, push, stack
+from .aws import Target, target_for
+from .cache import Cache
+from .errors import StageFailed, UserError
+from .hashing import Key, StatCache, digest_value
+from .manifest import JOB, EnvManifest, Manifest, load_environment, load_workload
+from .plan import explain
+from .templates import RECIPE_VERSION, dump
+from .workspace import Workspace, load_workspace, select
+
+STAGES = ("build", "push", "package", "lint", "deploy")
+RESERVED_TAGS = ("copilot-application", "copilot-environment", "copilot-service")
+
+
+@dataclass
+class Options:
+    names: list[str] | None = None
+    envs: list[str] | None = None
+    app: str | None = None
+    force: bool = False
+    no_rollback: bool = False
+    resource_tags: dict = field(default_factory=dict)
+    tag: str | None = None
+
+
+@dataclass
+class Status:
+    run: bool
+    reason: str
+    key: Key | None = None
+    result: dict | None = None
+    inputs: dict | None = None
+
+    @property
+    def word(self) -> str:
+        return "run" if self.run else "skip"
+
+
+def parse_resource_tags(text: str | None) -> dict:
+    """`k=v,k2=v2` (cobra's StringToString)."""
+    out: dict = {}
+    if not text:
+        return out
+    for item in text.split(","):
+        if not item.strip():
+            continue
+        k, sep, v = item.partition("=")
+        if not sep or not k.strip():
+            raise UserError(f"'{item}' is not key=value", field="resource-tags", allowed="k1=v1,k2=v2")
+        out[k.strip()] = v.strip()
+    return out
+
+
+def cache_root_for(ws_root: Path) -> Path:
+    return Path(os.environ.get("COPILOT_DOIT_CACHE") or ws_root / "cache")
+
+
+class Session:
+    """One run: the workspace, the selection, the cache, and memoised statuses."""
+
+    def __init__(self, opts: Options):
+        self.opts = opts
+        self.ws: Workspace = load_workspace(app_override=opts.app)
+        self.names, self.envs = select(self.ws, opts.names, opts.envs)
+        self.cache_root = cache_root_for(self.ws.root)
+        self.cache = Cache(self.cache_root)
+        self.stat_cache = StatCache(self.cache_root / "state.db")
+        self._targets: dict[str, Target] = {}
+        self._stacks: dict[str, dict] = {}
+        self._memo: dict = {}
+        self._git_tag = ...
+        # Every selected manifest is read and validated up front: a mistake stops the run before
+        # anything is applied, with file, field and line.
+        self.env_manifests: dict[str, EnvManifest] = {
+            e: load_environment(self.ws.env_manifest_path(e), self.ws.app, e) for e in self.envs}
+        self.manifests: dict[tuple[str, str], Manifest] = {
+            (n, e): load_workload(self.ws.manifest_path(n), self.ws.app, e, n) for n in self.names for e in self.envs}
+
+    # --- shared lookups -------------------------------------------------------------------------------
+    def target(self, env: str) -> Target:
+        if env not in self._targets:
+            self._targets[env] = target_for(self.ws.env_settings(env), self.cache_root)
+        return self._targets[env]
+
+    def stacks(self, env: str) -> dict:
+        """One DescribeStacks per environment per run, shared by the env and every workload stage."""
+        if env not in self._stacks:
+            self._stacks[env] = self.target(env).describe_stacks()
+        return self._stacks[env]
+
+    def git_tag(self) -> str | None:
+        if self.opts.tag:
+            return self.opts.tag
+        if self._git_tag is ...:
+            from .git import describe_tag
+            self._git_tag = describe_tag(self.ws.root)
+        return self._git_tag
+
+    def changed(self, env: str | None = None) -> None:
+        """Forget memoised statuses (and the env's stack listing) after a stage changed the world."""
+        self._memo.clear()
+        if env is not None:
+            self._stacks.pop(env, None)
+
+    def memo(self, key, fn):
+        if key not in self._memo:
+            self._memo[key] = fn()
+        return self._memo[key]
+
+    def record(self, stage: str, task: str, k: Key, result: dict, inputs: dict) -> None:
+        result = {**result, "inputs": self.cache.put_json(inputs)}
+        self.cache.put_action(stage, k, result, task=task)
+
+    def why(self, stage: str, task: str, inputs: dict) -> str:
+        last = self.cache.get_last(stage, task)
+        old = self.cache.get_json(last["result"]["inputs"]) if last and last["result"].get("inputs") else None
+        return explain(stage, old, inputs)
+
+    def flush(self) -> None:
+        self.stat_cache.flush()
+
+    def stack_name(self, name: str, env: str) -> str:
+        return f"{self.ws.app}-{env}-{name}"[:128]
+
+    def tags(self, name: str, env: str) -> dict:
+        tags = dict(self.opts.resource_tags)
+        tags.update({"copilot-application": self.ws.app, "copilot-environment": env, "copilot-service": name})
+        return dict(sorted(tags.items()))
+
+
+def task_name(stage: str, name: str, env: str) -> str:
+    return f"{stage}:{name}@{env}"
+
+
+# --- the environment stack -------------------------------------------------------------------------------
+ENV_SALT = "env/1"
+
+
+def env_inputs(s: Session, env: str) -> tuple[Key, dict]:
+    from .templates.env import render
+    em = s.env_manifests[env]
+    template, params = render(s.ws.app, env, em.data, {})
+    body = dump(template)
+    tags = {"copilot-application": s.ws.app, "copilot-environment": env}
+    inputs = {"manifest": em.data, "recipe": RECIPE_VERSION, "template": digest_value(body), "parameters": params,
+              "tags": tags}
+    return Key.of(ENV_SALT, inputs), {**inputs, "_body": body}
+
+
+def env_status(s: Session, env: str) -> Status:
+    def compute():
+        k, inputs = env_inputs(s, env)
+        rec = s.cache.get_action("env", k)
+        ok, why = stack.live_ok(s.stacks(env), f"{s.ws.app}-{env}", k)
+        if rec and ok:
+            return Status(False, why, k, rec["result"], inputs)
+        if not ok and rec:
+            return Status(True, why, k, None, inputs)
+        if ok:  # deployed from these inputs elsewhere (another checkout, a CI runner): adopt it
+            outputs = s.stacks(env)[f"{s.ws.app}-{env}"]["outputs"]
+            return Status(False, why + "; recorded by another runner", k, {"outputs": outputs}, inputs)
+        clean = {x: v for x, v in inputs.items() if not x.startswith("_")}
+        return Status(True, f"{why}; {s.why('env', f'env:{env}', clean)}", k, None, inputs)
+    return s.memo(("env", env), compute)
+
+
+def run_env(s: Session, env: str) -> dict:
+    st = env_status(s, env)
+    if not st.run:
+        return st.result
+    target = s.target(env)
+    name = f"{s.ws.app}-{env}"
+    body = st.inputs["_body"]
+    report = lint_body(s, body, target.settings.region, f"{name}.yml")
+    deploy_body = body
+    if target.kind == "local":
+        import yaml
+        adapted, notes = target.compat(yaml.safe_load(body))
+        for n in notes:
+            print(f"  local compat: {n}")
+        deploy_body = dump(adapted)
+    tags = {**st.inputs["tags"], stack.KEY_TAG: st.key.hex}
+    print(f"deploying environment stack {name} ({target.kind} target)")
+    stack.deploy(target, name, deploy_body, st.inputs["parameters"], tags)
+    s.changed(env)
+    live = s.stacks(env).get(name)
+    if not live or live["tags"].get(stack.KEY_TAG) != st.key.hex:
+        raise StageFailed(f"stack {name} does not carry the deployed key after the update")
+    result = {"outputs": live["outputs"], "lint_warnings": report["warnings"]}
+    clean = {x: v for x, v in st.inputs.items() if not x.startswith("_")}
+    s.record("env", f"env:{env}", st.key, result, clean)
+    s.changed(env)
+    return result
+
+
+def lint_body(s: Session, body: str, region: str, name: str) -> dict:
+    """Lint with the cache: a template linted once is never linted again (cfn-lint costs ~1 s)."""
+    digest = s.cache.put_object(body.encode())
+    k = lint.key(digest, region)
+    rec = s.cache.get_action("lint", k)
+    if rec is None:
+        report = lint.run(body, region)
+        result = {**lint.summary(report), "report": s.cache.put_object(lint.to_bytes(report))}
+        s.cache.put_action("lint", k, result)
+    else:
+        result = rec["result"]
+        report = json.loads(s.cache.get_object(result["report"]) or b"[]")
+    if report:
+        print(lint.format_report(report, name))
+    if result["errors"]:
+        raise StageFailed(f"cfn-lint found {result['errors']} error(s) in {name}; nothing was deployed")
+    return result
+
+
+# --- workload stages -------------------------------------------------------------------------------------
+def build_status(s: Session, name: str, env: str) -> Status:
+    def compute():
+        m = s.manifests[(name, env)]
+        cfg = m.build_config(s.ws.root)
+        if cfg is None:
+            return Status(False, f"nothing to build: image.location {m.image.get('location')}", None,
+                          {"location": m.image.get("location")})
+        k, inputs = build.key(cfg, name, s.stat_cache)
+        rec = s.cache.get_action("build", k)
+        if rec:
+            from . import engine
+            if engine.image_id(rec["result"]["image_id"]):
+                return Status(False, f"image {rec['result']['image_id'][:19]} built from the same inputs is in the engine",
+                              k, rec["result"], inputs)
+            return Status(True, f"image {rec['result']['image_id'][:19]} was removed from the engine", k, None, inputs)
+        return Status(True, s.why("build", task_name("build", name, env), inputs), k, None, inputs)
+    return s.memo(("build", name, env), compute)
+
+
+def run_build(s: Session, name: str, env: str) -> dict:
+    st = build_status(s, name, env)
+    if not st.run:
+        return st.result
+    m = s.manifests[(name, env)]
+    cfg = m.build_config(s.ws.root)
+    print(f"building {name} from {os.path.relpath(cfg.dockerfile, s.ws.root)}: {st.reason}")
+    result = build.apply(cfg, s.ws.app, name, st.key)
+    s.record("build", task_name("build", name, env), st.key, result, st.inputs)
+    s.changed()
+    return result
+
+
+def push_status(s: Session, name: str, env: str) -> Status:
+    def compute():
+        b = build_status(s, name, env)
+        if b.result and "location" in b.result:
+            return Status(False, "nothing to push: image.location is used as is", None, {"image": b.result["location"]})
+        if b.run:
+            return Status(True, f"after build:{name}@{env}")
+        target = s.target(env)
+        repo_name = push.repository_name(s.ws.app, name)
+        repo_uri = target.repository_uri(repo_name)
+        tags = push.tags_for(s.git_tag(), b.key)
+        k = push.key(repo_uri, b.result["image_id"], tags)
+        inputs = {"repository": repo_uri, "image_id": b.result["image_id"], "tags": tags}
+        rec = s.cache.get_action("push", k)
+        if rec:
+            digest = rec["result"]["digest"]
+            if push.live(target, repo_name, digest):
+                return Status(False, f"digest {digest[:19]} already in registry {repo_name}", k,
+                              {**rec["result"], "image": f"{repo_uri}@{digest}"}, inputs)
+            return Status(True, f"digest {digest[:19]} is no longer in registry {repo_name}", k, None, inputs)
+        return Status(True, s.why("push", task_name("push", name, env), inputs), k, None, inputs)
+    return s.memo(("push", name, env), compute)
+
+
+def run_push(s: Session, name: str, env: str) -> dict:
+    st = push_status(s, name, env)
+    if not st.run:
+        return st.result
+    if st.key is None:
+        raise StageFailed(f"push:{name}@{env} cannot run before build:{name}@{env}")
+    b = build_status(s, name, env)
+    target = s.target(env)
+    repo_name = push.repository_name(s.ws.app, name)
+    print(f"pushing {name} to {repo_name}: {st.reason}")
+    result = push.apply(target, repo_name, b.result["image_id"], st.inputs["tags"], s.tags(name, env))
+    s.record("push", task_name("push", name, env), st.key, result, st.inputs)
+    s.changed()
+    return result
+
+
+def package_status(s: Session, name: str, env: str) -> Status:
+    def compute():
+        p = push_status(s, name, env)
+        if p.run:
+            return Status(True, f"after push:{name}@{env}")
+        e = env_status(s, env)
+        if e.run:
+            return Status(True, f"after env:{env}")
+        m = s.manifests[(name, env)]
+        image = p.result["image"]
+        k = package.key(m, s.ws.app, env, image, e.key.hex)
+        inputs = {"manifest": m.data, "image": image, "env_key": e.key.hex, "recipe": RECIPE_VERSION, "addons": None}
+        rec = s.cache.get_action("package", k)
+        if rec and s.cache.get_object(rec["result"]["template"]) is not None \
+                and s.cache.get_object(rec["result"]["parameters"]) is not None:
+            return Status(False, f"template {rec['result']['template'][:12]} rendered from the same manifest and image",
+                          k, rec["result"], inputs)
+        return Status(True, s.why("package", task_name("package", name, env), inputs), k, None, inputs)
+    return s.memo(("package", name, env), compute)
+
+
+def run_package(s: Session, name: str, env: str) -> dict:
+    st = package_status(s, name, env)
+    if not st.run:
+        return st.result
+    if st.key is None:
+        raise StageFailed(f"package:{name}@{env} cannot run before its upstream stages: {st.reason}")
+    m = s.manifests[(name, env)]
+    print(f"packaging {name} for {env}: {st.reason}")
+    result = package.apply(s.cache, m, s.ws.app, env, st.inputs["image"])
+    s.record("package", task_name("package", name, env), st.key, result, st.inputs)
+    s.changed()
+    return result
+
+
+def lint_status(s: Session, name: str, env: str) -> Status:
+    def compute():
+        p = package_status(s, name, env)
+        if p.run:
+            return Status(True, f"after package:{name}@{env}")
+        region = s.target(env).settings.region
+        k = lint.key(p.result["template"], region)
+        rec = s.cache.get_action("lint", k)
+        if rec and not rec["result"]["errors"]:
+            w = rec["result"]["warnings"]
+            return Status(False, f"template {p.result['template'][:12]} already passed cfn-lint"
+                          + (f" ({w} warning{'s' if w != 1 else ''})" if w else ""), k, rec["result"])
+        if rec:
+            return Status(True, f"template {p.result['template'][:12]} has {rec['result']['errors']} cfn-lint error(s)", k)
+        return Status(True, f"template {p.result['template'][:12]} not linted yet", k)
+    return s.memo(("lint", name, env), compute)
+
+
+def run_lint(s: Session, name: str, env: str) -> dict:
+    st = lint_status(s, name, env)
+    if not st.run:
+        return st.result
+    p = package_status(s, name, env)
+    if p.run:
+        raise StageFailed(f"lint:{name}@{env} cannot run before package:{name}@{env}")
+    body = s.cache.get_object(p.result["template"]).decode()
+    result = lint_body(s, body, s.target(env).settings.region, f"{s.stack_name(name, env)}.yml")
+    s.changed()
+    return result
+
+
+def deploy_status(s: Session, name: str, env: str) -> Status:
+    def compute():
+        lt = lint_status(s, name, env)
+        if lt.run:
+            return Status(True, f"after lint:{name}@{env}")
+        p = package_status(s, name, env)
+        params = json.loads(s.cache.get_object(p.result["parameters"]))
+        tags = s.tags(name, env)
+        k = stack.key(p.result["template"], params, tags)
+        inputs = {"template": p.result["template"], "parameters": params, "tags": tags}
+        stack_name = s.stack_name(name, env)
+        ok, why = stack.live_ok(s.stacks(env), stack_name, k)
+        if s.opts.force:
+            return Status(True, "force: deploy even if nothing changed", k, None, inputs)
+        if ok:
+            return Status(False, why, k, {"stack": stack_name}, inputs)
+        rec = s.cache.get_action("deploy", k)
+        if rec:
+            return Status(True, why, k, None, inputs)
+        return Status(True, f"{why}; {s.why('deploy', task_name('deploy', name, env), inputs)}", k, None, inputs)
+    return s.memo(("deploy", name, env), compute)
+
+
+def run_deploy(s: Session, name: str, env: str) -> dict:
+    st = deploy_status(s, name, env)
+    if not st.run:
+        return st.result
+    if st.key is None:
+        raise StageFailed(f"deploy:{name}@{env} cannot run before its upstream stages: {st.reason}")
+    m = s.manifests[(name, env)]
+    target = s.target(env)
+    p = package_status(s, name, env)
+    body = s.cache.get_object(p.result["template"]).decode()
+    stack_name = s.stack_name(name, env)
+    deploy_body = body
+    if target.kind == "local":
+        import yaml
+        env_outputs = set((env_status(s, env).result or {}).get("outputs") or {})
+        from .templates.env import EXPORTS
+        adapted, notes = target.compat(yaml.safe_load(body), missing_imports=set(EXPORTS) - env_outputs)
+        for n in notes:
+            print(f"  local compat: {n}")
+        deploy_body = dump(adapted)
+    if s.opts.no_rollback:
+        print(stack.NO_ROLLBACK_WARNING)
+    print(f"deploying stack {stack_name} ({target.kind} target): {st.reason}")
+    started = time.time()
+    out = stack.deploy(target, stack_name, deploy_body, st.inputs["parameters"],
+                       {**st.inputs["tags"], stack.KEY_TAG: st.key.hex}, disable_rollback=s.opts.no_rollback)
+    s.changed(env)
+    if s.opts.force and m.type != JOB:
+        cluster = (env_status(s, env).result or {}).get("outputs", {}).get("ClusterId")
+        print("  " + stack.force_new_deployment(target, stack_name, cluster, started))
+    elif s.opts.force:
+        print(f"  --force: {name} is a Scheduled Job; it has no service to roll (its next run uses the current image)")
+    live = s.stacks(env).get(stack_name)
+    ok, why = stack.live_ok(s.stacks(env), stack_name, st.key)
+    if not ok:
+        raise StageFailed(f"after deploying, {why}")
+    result = {"stack": stack_name, "stack_id": out.get("stack_id"), "status": live["status"]}
+    s.record("deploy", task_name("deploy", name, env), st.key, result, st.inputs)
+    image = st.inputs["parameters"].get("ContainerImage")
+    kind = "job" if m.type == JOB else "service"
+    print(f"deployed {kind} {name} to {env}: stack {stack_name} ({live['status']}), image {image}")
+    return result
+
+
+STATUS = {"build": build_status, "push": push_status, "package": package_status, "lint": lint_status,
+          "deploy": deploy_status}
+RUN = {"build": run_build, "push": run_push, "package": run_package, "lint": run_lint, "deploy": run_deploy}

@@ -1,0 +1,187 @@
+"""Stage 5b, deploy: create or update a stack through a change set, streaming its events.
+
+key:   template digest, parameters, tags. The key is written on the stack as the tag
+       `copilot-doit:deploy-key`, so the live check is one DescribeStacks per environment: the stack
+       exists, is in a stable *_COMPLETE state (not a rollback) and carries the same key.
+apply: Copilot's upsert (research/copilot.md §1.5): describe; none/REVIEW_IN_PROGRESS -> CREATE change
+       set; ROLLBACK_COMPLETE -> delete, then CREATE; *_IN_PROGRESS -> refuse; else UPDATE. An empty
+       change set is deleted and reported as "no changes". Never a waiter after an API error.
+"""
+from __future__ import annotations
+
+import time
+import uuid
+
+from .aws import STABLE_STATES, Target
+from .errors import StageFailed
+from .hashing import Key
+
+SALT = "deploy/1"
+KEY_TAG = "copilot-doit:deploy-key"
+NO_CHANGES = ("didn't contain changes", "No updates are to be performed")
+CAPABILITIES = ["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM", "CAPABILITY_AUTO_EXPAND"]
+NO_ROLLBACK_WARNING = (
+    "The --no-rollback flag is not recommended while deploying to a production environment as it may "
+    "introduce service downtime.\nIf the deployment fails when automatic stack rollback is disabled, you may "
+    "be required to manually start the stack rollback of the stack via the AWS console or AWS CLI before the "
+    "next deployment.")
+
+
+def key(template_digest: str, parameters: dict, tags: dict) -> Key:
+    return Key.of(SALT, {"template": template_digest, "parameters": parameters, "tags": tags})
+
+
+def live_ok(stacks: dict, name: str, k: Key) -> tuple[bool, str]:
+    """(holds, reason) from one DescribeStacks listing."""
+    s = stacks.get(name)
+    if s is None:
+        return False, f"stack {name} does not exist"
+    if s["status"] not in STABLE_STATES:
+        return False, f"stack {name} is {s['status']}"
+    deployed = s["tags"].get(KEY_TAG)
+    if deployed != k.hex:
+        if deployed is None:
+            return False, f"stack {name} was not deployed by copilot-doit"
+        return False, f"stack {name} was deployed from other inputs (key {deployed[:12]}, now {k.short})"
+    return True, f"stack {name} is {s['status']} with the same template, parameters and tags (since {s['updated']})"
+
+
+def _error_text(exc) -> str:
+    resp = getattr(exc, "response", None)
+    if isinstance(resp, dict) and "Error" in resp:
+        return f"{resp['Error'].get('Code')}: {resp['Error'].get('Message')}"
+    return str(exc)
+
+
+def _call(what: str, fn, **kwargs):
+    """One API call; any failure becomes a StageFailed carrying AWS's own message (no waiter follows)."""
+    from botocore.exceptions import BotoCoreError, ClientError
+    from botocore.parsers import ResponseParserError
+    try:
+        return fn(**kwargs)
+    except ClientError as exc:
+        raise StageFailed(f"{what} failed: {_error_text(exc)}") from None
+    except (BotoCoreError, ResponseParserError) as exc:
+        # moto answers errors of nested services in their own protocol: keep the body, drop the noise.
+        text = str(exc)
+        body = text[text.find("b'"):] if "b'" in text else text
+        raise StageFailed(f"{what} failed: {body}") from None
+
+
+def _describe(cfn, name: str) -> dict | None:
+    from botocore.exceptions import ClientError
+    try:
+        return cfn.describe_stacks(StackName=name)["Stacks"][0]
+    except ClientError as exc:
+        if "does not exist" in str(exc):
+            return None
+        raise StageFailed(f"DescribeStacks {name} failed: {_error_text(exc)}") from None
+
+
+def _poll(fn, done, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    interval = 0.05
+    while True:
+        value = fn()
+        if done(value):
+            return value
+        if time.monotonic() > deadline:
+            raise StageFailed(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(interval)
+        interval = min(interval * 2, 5.0)
+
+
+def deploy(target: Target, name: str, template_body: str, parameters: dict, tags: dict,
+           disable_rollback: bool = False, timeout: float = 5400) -> dict:
+    """Upsert `name`. Returns {"stack_id", "status", "changed"}; raises StageFailed with the reason."""
+    cfn = target.client("cloudformation")
+    current = _describe(cfn, name)
+    status = current["StackStatus"] if current else None
+    if status in ("ROLLBACK_COMPLETE", "ROLLBACK_FAILED"):
+        print(f"  stack {name} is {status} after a failed create: deleting it first")
+        _call("DeleteStack", cfn.delete_stack, StackName=name)
+        _poll(lambda: _describe(cfn, name), lambda s: s is None or s["StackStatus"] == "DELETE_COMPLETE",
+              timeout, f"deletion of {name}")
+        current, status = None, None
+    if status and status.endswith("_IN_PROGRESS") and status != "REVIEW_IN_PROGRESS":
+        raise StageFailed(f"stack {name} is {status}: another operation is running; wait for it to finish"
+                          " (or, on the local target, `copilot-doit local reset`)")
+    cs_type = "CREATE" if status in (None, "REVIEW_IN_PROGRESS") else "UPDATE"
+    cs_name = f"copilot-doit-{uuid.uuid4()}"
+    started = time.time()
+    cs = _call("CreateChangeSet", cfn.create_change_set, StackName=name, ChangeSetName=cs_name,
+               ChangeSetType=cs_type, TemplateBody=template_body,
+               Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in sorted(parameters.items())],
+               Tags=[{"Key": k, "Value": v} for k, v in sorted(tags.items())],
+               Capabilities=CAPABILITIES, Description="copilot-doit deploy")
+    cs_id = cs["Id"]
+    desc = _poll(lambda: _call("DescribeChangeSet", cfn.describe_change_set, ChangeSetName=cs_id, StackName=name),
+                 lambda d: d["Status"] in ("CREATE_COMPLETE", "FAILED"), timeout, f"change set {cs_name}")
+    if desc["Status"] == "FAILED":
+        reason = desc.get("StatusReason") or ""
+        if any(t in reason for t in NO_CHANGES):
+            _call("DeleteChangeSet", cfn.delete_change_set, ChangeSetName=cs_id, StackName=name)
+            print(f"  - No new infrastructure changes for stack {name}")
+            return {"stack_id": desc.get("StackId"), "status": status, "changed": False}
+        raise StageFailed(f"change set for stack {name} failed: {reason}")
+    print(f"  change set {cs_name} ({cs_type}, {len(desc.get('Changes') or [])} changes)"
+          + (" executing with DisableRollback" if disable_rollback else ""))
+    _call("ExecuteChangeSet", cfn.execute_change_set, ChangeSetName=cs_id, StackName=name,
+          DisableRollback=disable_rollback)
+    final = _stream(cfn, name, started, timeout)
+    if final["StackStatus"] not in STABLE_STATES:
+        reasons = _failure_reasons(cfn, name, started)
+        hint = ""
+        if disable_rollback:
+            hint = (f"\n  rollback is disabled: run `aws cloudformation rollback-stack --stack-name {name}` "
+                    "before the next deployment")
+        raise StageFailed(f"stack {name} ended {final['StackStatus']}: {reasons or final.get('StackStatusReason', '')}{hint}")
+    return {"stack_id": final["StackId"], "status": final["StackStatus"], "changed": True}
+
+
+def _stream(cfn, name: str, started: float, timeout: float) -> dict:
+    seen: set[str] = set()
+
+    def step():
+        events = _call("DescribeStackEvents", cfn.describe_stack_events, StackName=name).get("StackEvents", [])
+        for e in reversed(events):
+            ts = e.get("Timestamp")
+            if e["EventId"] in seen or (ts is not None and ts.timestamp() < started - 1):
+                continue
+            seen.add(e["EventId"])
+            reason = f" - {e['ResourceStatusReason']}" if e.get("ResourceStatusReason") else ""
+            print(f"  {e.get('LogicalResourceId', name)} {e.get('ResourceStatus')}{reason}")
+        return _describe(cfn, name)
+
+    return _poll(step, lambda s: s is not None and not s["StackStatus"].endswith("_IN_PROGRESS"), timeout,
+                 f"stack {name}")
+
+
+def _failure_reasons(cfn, name: str, started: float) -> str:
+    events = _call("DescribeStackEvents", cfn.describe_stack_events, StackName=name).get("StackEvents", [])
+    failed = [e for e in events if str(e.get("ResourceStatus", "")).endswith("_FAILED")
+              and (e.get("Timestamp") is None or e["Timestamp"].timestamp() >= started - 1)]
+    return "; ".join(f"{e.get('LogicalResourceId')}: {e.get('ResourceStatusReason', '')}" for e in reversed(failed[-3:]))
+
+
+def force_new_deployment(target: Target, stack_name: str, cluster: str, since: float) -> str:
+    """Copilot's --force: roll the ECS service unless this run's stack update already did."""
+    cfn = target.client("cloudformation")
+    ecs = target.client("ecs")
+    res = _call("DescribeStackResource", cfn.describe_stack_resource, StackName=stack_name,
+                LogicalResourceId="Service")["StackResourceDetail"]
+    service = res["PhysicalResourceId"]
+    desc = _call("DescribeServices", ecs.describe_services, cluster=cluster, services=[service])["services"]
+    if desc:
+        deployments = desc[0].get("deployments") or []
+        updated = deployments[0].get("updatedAt") if deployments else None
+        if updated is not None and updated.timestamp() > since:
+            return f"service {service} was already redeployed by this stack update"
+    _call("UpdateService", ecs.update_service, cluster=cluster, service=service, forceNewDeployment=True)
+    if target.waits_for_services:
+        _poll(lambda: _call("DescribeServices", ecs.describe_services, cluster=cluster, services=[service])["services"][0],
+              lambda s: len(s.get("deployments") or []) == 1 and s["desiredCount"] == s["runningCount"],
+              1200, f"service {service} to become stable")
+        return f"forced a new deployment of service {service}; it is stable"
+    return (f"forced a new deployment of service {service} (the local target's ECS does not run tasks: "
+            "not waiting for stability)")

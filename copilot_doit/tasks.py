@@ -1,0 +1,257 @@
+"""The doit face of the pipeline: the only module that speaks doit.
+
+    env:<env>                     the environment stack <app>-<env>
+    build:<name>@<env>            docker build            push:<name>@<env>     push to ECR
+    package:<name>@<env>          render CloudFormation   lint:<name>@<env>     cfn-lint
+    deploy:<name>@<env>           create/update the stack <app>-<env>-<name>
+    deploy                        the group: every selected deploy:<name>@<env>
+    plan                          print what would run and why, with template and parameter diffs
+
+Variables: name= (comma list), env= (comma list), app=, tag=, force=1, no-rollback=1,
+resource-tags=k=v,k2=v2. Each task's `uptodate` is a `StageCheck`, whose text is the reason doit shows
+in `doit info`; the reporter prints the same reason beside doit's `.` / `--` marks.
+"""
+from __future__ import annotations
+
+import atexit
+import os
+import sys
+from pathlib import Path
+
+from doit import get_var
+from doit.exceptions import InvalidCommand, TaskFailed
+from doit.reporter import ConsoleReporter
+
+from . import pipeline
+from .errors import StageFailed, UserError
+from .pipeline import STAGES, Options, Session, parse_resource_tags, task_name
+
+_SESSION: tuple | None = None
+
+
+def _list(value: str | None) -> list[str] | None:
+    if not value:
+        return None
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def _flag(value: str | None) -> bool:
+    return str(value or "").lower() in ("1", "true", "yes", "on")
+
+
+def options_from_vars() -> Options:
+    return Options(names=_list(get_var("name")), envs=_list(get_var("env")), app=get_var("app") or None,
+                   force=_flag(get_var("force")), no_rollback=_flag(get_var("no-rollback")),
+                   resource_tags=parse_resource_tags(get_var("resource-tags")), tag=get_var("tag") or None)
+
+
+def session() -> Session:
+    """One Session per doit run (doit re-creates its variables dict on every run)."""
+    global _SESSION
+    import doit.doit_cmd as cmd
+    marker = id(cmd._CMDLINE_VARS)
+    if _SESSION is None or _SESSION[0] != marker:
+        try:
+            s = Session(options_from_vars())
+        except UserError as exc:
+            raise InvalidCommand(str(exc)) from None
+        atexit.register(s.flush)
+        _SESSION = (marker, s)
+    return _SESSION[1]
+
+
+class StageCheck:
+    """doit `uptodate` callable for one stage; its str() is the plain-words reason."""
+
+    def __init__(self, stage: str, name: str | None, env: str):
+        self.stage, self.name, self.env = stage, name, env
+        self.reason = "not checked yet"
+        self.error: Exception | None = None
+
+    def status(self):
+        s = session()
+        if self.stage == "env":
+            return pipeline.env_status(s, self.env)
+        return pipeline.STATUS[self.stage](s, self.name, self.env)
+
+    def __call__(self, task, values):
+        self.error = None
+        try:
+            st = self.status()
+        except (UserError, StageFailed) as exc:
+            # Reported by the action, cleanly, instead of a traceback from inside doit's checker.
+            self.error = exc
+            self.reason = f"cannot check: {exc}"
+            return False
+        self.reason = ("will run: " if st.run else "up to date: ") + st.reason
+        return not st.run
+
+    def __str__(self):
+        return self.reason
+
+    __repr__ = __str__
+
+
+def _action(check: StageCheck):
+    def run():
+        if check.error is not None:
+            return TaskFailed(str(check.error))
+        s = session()
+        try:
+            if check.stage == "env":
+                pipeline.run_env(s, check.env)
+            else:
+                pipeline.RUN[check.stage](s, check.name, check.env)
+        except (UserError, StageFailed) as exc:
+            return TaskFailed(str(exc))
+        finally:
+            s.flush()
+        return None
+    run.__name__ = f"run_{check.stage}"
+    return run
+
+
+DOCS = {
+    "build": "docker build of {name}'s image for {env} (skipped when the build inputs hash the same)",
+    "push": "push {name}'s image to ECR (skipped when the registry holds the digest)",
+    "package": "render {name}'s CloudFormation for {env} (image pinned by digest)",
+    "lint": "cfn-lint {name}'s template for {env}",
+    "deploy": "create/update stack {app}-{env}-{name} (skipped when template, parameters and tags are deployed)",
+}
+
+
+def _stage_task(stage: str, name: str, env: str, deps: list[str]) -> dict:
+    check = StageCheck(stage, name, env)
+    return {"name": f"{name}@{env}", "doc": DOCS[stage].format(name=name, env=env, app=session().ws.app),
+            "actions": [_action(check)], "uptodate": [check], "task_dep": deps, "verbosity": 2}
+
+
+def task_env():
+    """deploy the environment stacks <app>-<env> (VPC, cluster, load balancers, exports)"""
+    s = session()
+    yield {"name": None, "doc": task_env.__doc__}
+    for env in s.envs:
+        check = StageCheck("env", None, env)
+        yield {"name": env, "doc": f"environment stack {s.ws.app}-{env} ({s.ws.env_settings(env).target} target)",
+               "actions": [_action(check)], "uptodate": [check], "verbosity": 2}
+
+
+def _group(stage: str, doc: str):
+    s = session()
+    yield {"name": None, "doc": doc}
+    for name in s.names:
+        for env in s.envs:
+            yield _stage_task(stage, name, env, _deps(s, stage, name, env))
+
+
+def _deps(s: Session, stage: str, name: str, env: str) -> list[str]:
+    if stage == "build":
+        return []
+    if stage == "push":
+        return [task_name("build", name, env)]
+    if stage == "package":
+        return [task_name("push", name, env), f"env:{env}"]
+    if stage == "lint":
+        return [task_name("package", name, env)]
+    deps = [task_name("lint", name, env)]
+    # A subscriber's queue subscribes to topics of another workload: deploy the publisher first.
+    subscribe = s.manifests[(name, env)].data.get("subscribe") or {}
+    for topic in subscribe.get("topics") or []:
+        if topic.get("service") in s.names and topic["service"] != name:
+            deps.append(task_name("deploy", topic["service"], env))
+    return sorted(set(deps))
+
+
+def task_build():
+    """docker build each selected workload's image"""
+    yield from _group("build", task_build.__doc__)
+
+
+def task_push():
+    """push each selected image to its ECR repository <app>/<name>"""
+    yield from _group("push", task_push.__doc__)
+
+
+def task_package():
+    """render each selected workload's CloudFormation template"""
+    yield from _group("package", task_package.__doc__)
+
+
+def task_lint():
+    """cfn-lint each selected template"""
+    yield from _group("lint", task_lint.__doc__)
+
+
+def task_deploy():
+    """deploy the workloads selected by name= (default all) to env= (default all): build, push, package, lint, stack"""
+    yield from _group("deploy", task_deploy.__doc__)
+
+
+def task_plan():
+    """print what `deploy` would run for name=/env= and why, with template and parameter diffs; changes nothing"""
+    def show():
+        from .plan import print_plan
+        try:
+            print_plan(session())
+        except (UserError, StageFailed) as exc:
+            return TaskFailed(str(exc))
+        return None
+    return {"actions": [show], "uptodate": [False], "verbosity": 2}
+
+
+class Reporter(ConsoleReporter):
+    """doit's console output with the reason beside each `.`/`--`, and failures as one clear line."""
+
+    def _reason(self, task) -> str:
+        for utd in getattr(task, "uptodate", []) or []:
+            obj = utd[0] if isinstance(utd, tuple) else utd
+            if isinstance(obj, StageCheck):
+                return f"  ({obj.reason.split(': ', 1)[-1]})"
+        return ""
+
+    def execute_task(self, task):
+        if task.actions and task.name[0] != "_":
+            self.write(f".  {task.title()}{self._reason(task)}\n")
+
+    def skip_uptodate(self, task):
+        if task.name[0] != "_":
+            self.write(f"-- {task.title()}{self._reason(task)}\n")
+
+    def add_failure(self, task, fail):
+        self.failures.append({"task": task, "exception": fail})
+        if isinstance(fail, TaskFailed):
+            self.write(f"ERROR: {task.name}: {fail.message.strip()}\n")
+        else:  # an exception escaped a stage: that is a bug, so show everything
+            self.write(f"ERROR: {task.name}: internal error\n{fail.get_msg()}\n")
+
+    def complete_run(self):
+        if self.failures:
+            self.write(f"{len(self.failures)} stage(s) failed; nothing after them was applied.\n")
+        if self.runtime_errors:
+            self.write("\n".join(self.runtime_errors) + "\n")
+
+
+def _dep_file() -> str:
+    try:
+        from .workspace import find_workspace_dir
+        root = find_workspace_dir().parent
+    except UserError:
+        root = Path.cwd()
+    cache = pipeline.cache_root_for(root)
+    cache.mkdir(parents=True, exist_ok=True)
+    return str(cache / ".doit.db")
+
+
+DOIT_CONFIG = {
+    "backend": "sqlite3",           # multi-process safe, unlike dbm (research/peers.md §7.2)
+    "dep_file": _dep_file(),
+    "verbosity": 2,
+    "reporter": Reporter,
+    "default_tasks": ["deploy"],
+}
+
+__all__ = ["DOIT_CONFIG", "task_env", "task_build", "task_push", "task_package", "task_lint", "task_deploy",
+           "task_plan"]
+
+if os.environ.get("COPILOT_DOIT_DEBUG"):
+    print(f"copilot-doit tasks loaded from {__file__} (python {sys.version.split()[0]})", file=sys.stderr)

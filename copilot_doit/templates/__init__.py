@@ -1,0 +1,53 @@
+"""CloudFormation built as data: dicts in, deterministic YAML out.
+
+`RECIPE_VERSION` is part of every package key: bump it when any template module changes its output,
+so every workload is re-packaged (and, where the template really differs, redeployed).
+"""
+from __future__ import annotations
+
+import yaml
+
+RECIPE_VERSION = "templates/1"
+
+
+class _Dumper(yaml.SafeDumper):
+    pass
+
+
+def _str(dumper, value):
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_Dumper.add_representer(str, _str)
+_Dumper.ignore_aliases = lambda self, data: True
+
+
+def dump(template: dict) -> str:
+    """Same dict, same bytes: insertion order is fixed by the builders, no anchors, no line wrapping."""
+    return yaml.dump(template, Dumper=_Dumper, sort_keys=False, default_flow_style=False, width=10_000,
+                     allow_unicode=True)
+
+
+def ref(name: str) -> dict:
+    return {"Ref": name}
+
+
+def sub(text: str, variables: dict | None = None) -> dict:
+    return {"Fn::Sub": [text, variables] if variables else text}
+
+
+def getatt(resource: str, attribute: str) -> dict:
+    return {"Fn::GetAtt": [resource, attribute]}
+
+
+def import_env(output: str) -> dict:
+    """An env stack export, named as Copilot names them: <app>-<env>-<Output>."""
+    return {"Fn::ImportValue": sub("${AppName}-${EnvName}-" + output)}
+
+
+def if_(cond: str, yes, no) -> dict:
+    return {"Fn::If": [cond, yes, no]}
+
+
+NO_VALUE = {"Ref": "AWS::NoValue"}

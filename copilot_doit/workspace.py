@@ -1,0 +1,173 @@
+"""The workspace: Copilot's folder layout, the app name, and per-environment deploy settings.
+
+    <root>/copilot/ or <root>/manifests/     the workspace folder (found walking up from the cwd)
+        .workspace                           application: <app>
+        copilot-doit.yml                     deploy settings Copilot keeps in SSM (target, region, ...)
+        <workload>/manifest.yml  <workload>/addons/
+        environments/<env>/manifest.yml
+
+Paths in manifests are relative to <root>, the parent of the workspace folder, as in Copilot.
+"""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import yamlsrc
+from .errors import UserError
+
+WORKSPACE_DIRS = ("copilot", "manifests")
+CONFIG_FILE = "copilot-doit.yml"
+SPECIAL_DIRS = {"environments", "pipelines", "addons", "overrides"}
+NAME_RE = re.compile(r"^[a-z][a-z0-9-]*$")
+MAX_PARENTS = 5
+TARGETS = ("local", "aws")
+
+
+@dataclass(frozen=True)
+class EnvSettings:
+    name: str
+    target: str = "aws"           # "local": the embedded moto server + registry; "aws": real AWS
+    region: str = "us-east-1"
+    profile: str | None = None
+    account: str | None = None    # expected account id; a mismatch is an error before anything changes
+
+
+@dataclass
+class Workspace:
+    root: Path                    # parent of the workspace folder: base of every relative path
+    dir: Path                     # the copilot/ or manifests/ folder
+    app: str
+    workloads: list[str]
+    environments: list[str]
+    settings: dict[str, EnvSettings] = field(default_factory=dict)
+    cache_config: dict = field(default_factory=dict)
+
+    def manifest_path(self, workload: str) -> Path:
+        return self.dir / workload / "manifest.yml"
+
+    def env_manifest_path(self, env: str) -> Path:
+        return self.dir / "environments" / env / "manifest.yml"
+
+    def addons_dir(self, workload: str) -> Path:
+        return self.dir / workload / "addons"
+
+    def env_settings(self, env: str) -> EnvSettings:
+        return self.settings.get(env) or EnvSettings(name=env)
+
+    def rel(self, path: Path) -> str:
+        try:
+            return os.path.relpath(path, Path.cwd())
+        except ValueError:
+            return str(path)
+
+
+def find_workspace_dir(start: Path | None = None) -> Path:
+    env = os.environ.get("COPILOT_DOIT_WORKSPACE")
+    if env:
+        p = Path(env).resolve()
+        if not (p / ".workspace").is_file():
+            raise UserError("no .workspace file in the folder named by COPILOT_DOIT_WORKSPACE", file=str(p))
+        return p
+    cur = (start or Path.cwd()).resolve()
+    for _ in range(MAX_PARENTS + 1):
+        if cur.name in WORKSPACE_DIRS and (cur / ".workspace").is_file():
+            return cur
+        for name in WORKSPACE_DIRS:
+            if (cur / name / ".workspace").is_file():
+                return cur / name
+        if cur.parent == cur:
+            break
+        cur = cur.parent
+    raise UserError("no workspace found: expected a copilot/ or manifests/ folder with a .workspace file "
+                    f"in {Path.cwd()} or up to {MAX_PARENTS} folders above it")
+
+
+def _read_yaml(path: Path):
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise UserError(f"cannot read: {exc.strerror}", file=str(path)) from None
+    return yamlsrc.load(path, text, variables=None)
+
+
+def load_workspace(start: Path | None = None, app_override: str | None = None) -> Workspace:
+    wdir = find_workspace_dir(start)
+    wfile = wdir / ".workspace"
+    data, lines = _read_yaml(wfile)
+    if not isinstance(data, dict) or not isinstance(data.get("application"), str):
+        raise UserError("must hold 'application: <name>'", file=str(wfile), field="application",
+                        line=yamlsrc.line_of(lines, ("application",)))
+    app = app_override or data["application"]
+    if not NAME_RE.match(app) or len(app) > 32:
+        raise UserError(f"invalid application name '{app}'", file=str(wfile), field="application",
+                        line=yamlsrc.line_of(lines, ("application",)),
+                        allowed="lowercase letters, digits and hyphens, starting with a letter, at most 32")
+    workloads = sorted(p.name for p in wdir.iterdir()
+                       if p.is_dir() and p.name not in SPECIAL_DIRS and (p / "manifest.yml").is_file())
+    env_dir = wdir / "environments"
+    envs = sorted(p.name for p in env_dir.iterdir() if (p / "manifest.yml").is_file()) if env_dir.is_dir() else []
+    ws = Workspace(root=wdir.parent, dir=wdir, app=app, workloads=workloads, environments=envs)
+    _load_config(ws)
+    return ws
+
+
+def _load_config(ws: Workspace) -> None:
+    path = ws.dir / CONFIG_FILE
+    if not path.exists():
+        return
+    data, lines = _read_yaml(path)
+    data = data or {}
+    if not isinstance(data, dict):
+        raise UserError("must be a mapping with 'environments:' and optional 'cache:'", file=str(path), line=1)
+    for key in data:
+        if key not in ("environments", "cache"):
+            raise UserError("is not a known setting", file=str(path), field=str(key),
+                            line=yamlsrc.line_of(lines, (key,)), allowed="environments, cache")
+    envs = data.get("environments") or {}
+    if not isinstance(envs, dict):
+        raise UserError("must be a mapping of environment name to settings", file=str(path),
+                        field="environments", line=yamlsrc.line_of(lines, ("environments",)))
+    allowed = ("target", "region", "profile", "account")
+    for env, s in envs.items():
+        s = s or {}
+        where = ("environments", env)
+        if not isinstance(s, dict):
+            raise UserError("must be a mapping", file=str(path), field=yamlsrc.field_name(where),
+                            line=yamlsrc.line_of(lines, where), allowed=", ".join(allowed))
+        for k, v in s.items():
+            if k not in allowed:
+                raise UserError("is not a known environment setting", file=str(path),
+                                field=yamlsrc.field_name(where + (k,)), line=yamlsrc.line_of(lines, where + (k,)),
+                                allowed=", ".join(allowed))
+            if not isinstance(v, str):
+                raise UserError("must be a string", file=str(path), field=yamlsrc.field_name(where + (k,)),
+                                line=yamlsrc.line_of(lines, where + (k,)))
+        target = s.get("target", "aws")
+        if target not in TARGETS:
+            raise UserError(f"unknown target '{target}'", file=str(path),
+                            field=yamlsrc.field_name(where + ("target",)),
+                            line=yamlsrc.line_of(lines, where + ("target",)), allowed=", ".join(TARGETS))
+        ws.settings[env] = EnvSettings(name=env, target=target, region=s.get("region", "us-east-1"),
+                                       profile=s.get("profile"), account=s.get("account"))
+    cache = data.get("cache") or {}
+    if not isinstance(cache, dict):
+        raise UserError("must be a mapping", file=str(path), field="cache", line=yamlsrc.line_of(lines, ("cache",)))
+    ws.cache_config = cache
+
+
+def select(ws: Workspace, names: list[str] | None, envs: list[str] | None) -> tuple[list[str], list[str]]:
+    """Validate a `name=`/`env=` selection against the workspace (default: all)."""
+    names = names or ws.workloads
+    envs = envs or ws.environments
+    for n in names:
+        if n not in ws.workloads:
+            raise UserError(f"no workload named '{n}' in {ws.dir}", field="name",
+                            allowed=", ".join(ws.workloads) or "none found")
+    for e in envs:
+        if e not in ws.environments:
+            raise UserError(f"no environment named '{e}' in {ws.dir / 'environments'}", field="env",
+                            allowed=", ".join(ws.environments) or "none found")
+    return names, envs

@@ -1,0 +1,2 @@
+#!/bin/sh
+echo "$(cat /etc/greeting): sending the daily mail from $MAIL_FROM"

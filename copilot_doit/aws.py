@@ -15,7 +15,7 @@ import time
 from .errors import ServiceUnavailable, UserError
 from .workspace import EnvSettings
 
-READ_PREFIXES = ("Describe", "Get", "List", "BatchGet", "Head", "Lookup")
+READ_PREFIXES = ("Describe", "Get", "List", "BatchGet", "Head", "Lookup", "Inspect")
 STABLE_STATES = ("CREATE_COMPLETE", "UPDATE_COMPLETE", "IMPORT_COMPLETE")
 
 
@@ -67,14 +67,13 @@ class Target:
                 c = self.session().client(service, config=Config(retries={"mode": "standard", "max_attempts": 5}),
                                           **self.client_kwargs())
                 if os.environ.get("COPILOT_DOIT_API_LOG"):
-                    c.meta.events.register("before-call.*.*", self._audit)
+                    c.meta.events.register("before-parameter-build.*.*", self._audit)
                 self._clients[service] = c
             return self._clients[service]
 
-    def _audit(self, model, params, **_):
+    def _audit(self, params, model, **_):
         op = model.name
-        body = params.get("body") or {}
-        keep = {k: body[k] for k in _AUDITED_PARAMS.get(op, ()) if isinstance(body, dict) and k in body}
+        keep = {k: params[k] for k in _AUDITED_PARAMS.get(op, ()) if k in params}
         log_api(model.service_model.service_name, op, self.kind, keep)
 
     def account_id(self) -> str:

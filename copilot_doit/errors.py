@@ -4,6 +4,8 @@ Everything the tool reports to a user goes through `UserError`; anything else es
 """
 from __future__ import annotations
 
+import os
+
 
 class UserError(Exception):
     """A mistake in the user's input or environment, reported as one clear line, never a traceback."""
@@ -20,10 +22,19 @@ class UserError(Exception):
     def __str__(self) -> str:
         where = ""
         if self.file:
-            where = str(self.file) + (f":{self.line}" if self.line else "") + ": "
+            where = _shown_path(str(self.file)) + (f":{self.line}" if self.line else "") + ": "
         field = f"field '{self.field}': " if self.field else ""
         allowed = f" (allowed: {self.allowed})" if self.allowed else ""
         return f"{where}{field}{self.message}{allowed}"
+
+
+def _shown_path(path: str) -> str:
+    """Relative to the current folder when inside it: what the user would type."""
+    try:
+        rel = os.path.relpath(path)
+    except ValueError:
+        return path
+    return rel if not rel.startswith("..") else path
 
 
 class StageFailed(Exception):

@@ -146,7 +146,7 @@ class Session:
         return dict(sorted(tags.items()))
 
 
-def task_name(stage: str, name: str, env: str) -> str:
+def stage_id(stage: str, name: str, env: str) -> str:
     return f"{stage}:{name}@{env}"
 
 
@@ -246,7 +246,7 @@ def build_status(s: Session, name: str, env: str) -> Status:
                 return Status(False, f"image {rec['result']['image_id'][:19]} built from the same inputs is in the engine",
                               k, rec["result"], inputs)
             return Status(True, f"image {rec['result']['image_id'][:19]} was removed from the engine", k, None, inputs)
-        return Status(True, s.why("build", task_name("build", name, env), inputs), k, None, inputs)
+        return Status(True, s.why("build", stage_id("build", name, env), inputs), k, None, inputs)
     return s.memo(("build", name, env), compute)
 
 
@@ -258,7 +258,7 @@ def run_build(s: Session, name: str, env: str) -> dict:
     cfg = m.build_config(s.ws.root)
     print(f"building {name} from {os.path.relpath(cfg.dockerfile, s.ws.root)}: {st.reason}")
     result = build.apply(cfg, s.ws.app, name, st.key)
-    s.record("build", task_name("build", name, env), st.key, result, st.inputs)
+    s.record("build", stage_id("build", name, env), st.key, result, st.inputs)
     s.changed()
     return result
 
@@ -273,17 +273,21 @@ def push_status(s: Session, name: str, env: str) -> Status:
         target = s.target(env)
         repo_name = push.repository_name(s.ws.app, name)
         repo_uri = target.repository_uri(repo_name)
-        tags = push.tags_for(s.git_tag(), b.key)
-        k = push.key(repo_uri, b.result["image_id"], tags)
+        tags = push.required_tags(s.git_tag(), b.key)
+        k = push.key(repo_uri, b.result["image_id"])
         inputs = {"repository": repo_uri, "image_id": b.result["image_id"], "tags": tags}
         rec = s.cache.get_action("push", k)
         if rec:
             digest = rec["result"]["digest"]
-            if push.live(target, repo_name, digest):
-                return Status(False, f"digest {digest[:19]} already in registry {repo_name}", k,
-                              {**rec["result"], "image": f"{repo_uri}@{digest}"}, inputs)
-            return Status(True, f"digest {digest[:19]} is no longer in registry {repo_name}", k, None, inputs)
-        return Status(True, s.why("push", task_name("push", name, env), inputs), k, None, inputs)
+            if not push.live(target, repo_name, digest):
+                return Status(True, f"digest {digest[:19]} is no longer in registry {repo_name}", k, None, inputs)
+            missing = sorted(set(tags) - set(rec["result"]["tags"]))
+            if missing:
+                return Status(True, f"digest {digest[:19]} is in registry {repo_name}; retag with {', '.join(missing)}",
+                              k, None, {**inputs, "tags": sorted(set(tags) | set(rec["result"]["tags"]))})
+            return Status(False, f"digest {digest[:19]} already in registry {repo_name}", k,
+                          {**rec["result"], "image": f"{repo_uri}@{digest}"}, inputs)
+        return Status(True, s.why("push", stage_id("push", name, env), inputs), k, None, inputs)
     return s.memo(("push", name, env), compute)
 
 
@@ -297,8 +301,9 @@ def run_push(s: Session, name: str, env: str) -> dict:
     target = s.target(env)
     repo_name = push.repository_name(s.ws.app, name)
     print(f"pushing {name} to {repo_name}: {st.reason}")
-    result = push.apply(target, repo_name, b.result["image_id"], st.inputs["tags"], s.tags(name, env))
-    s.record("push", task_name("push", name, env), st.key, result, st.inputs)
+    result = push.apply(target, repo_name, b.result["image_id"], sorted(set(st.inputs["tags"]) | {"latest"}),
+                        s.tags(name, env))
+    s.record("push", stage_id("push", name, env), st.key, result, st.inputs)
     s.changed()
     return result
 
@@ -320,7 +325,7 @@ def package_status(s: Session, name: str, env: str) -> Status:
                 and s.cache.get_object(rec["result"]["parameters"]) is not None:
             return Status(False, f"template {rec['result']['template'][:12]} rendered from the same manifest and image",
                           k, rec["result"], inputs)
-        return Status(True, s.why("package", task_name("package", name, env), inputs), k, None, inputs)
+        return Status(True, s.why("package", stage_id("package", name, env), inputs), k, None, inputs)
     return s.memo(("package", name, env), compute)
 
 
@@ -333,7 +338,7 @@ def run_package(s: Session, name: str, env: str) -> dict:
     m = s.manifests[(name, env)]
     print(f"packaging {name} for {env}: {st.reason}")
     result = package.apply(s.cache, m, s.ws.app, env, st.inputs["image"])
-    s.record("package", task_name("package", name, env), st.key, result, st.inputs)
+    s.record("package", stage_id("package", name, env), st.key, result, st.inputs)
     s.changed()
     return result
 
@@ -388,7 +393,7 @@ def deploy_status(s: Session, name: str, env: str) -> Status:
         rec = s.cache.get_action("deploy", k)
         if rec:
             return Status(True, why, k, None, inputs)
-        return Status(True, f"{why}; {s.why('deploy', task_name('deploy', name, env), inputs)}", k, None, inputs)
+        return Status(True, f"{why}; {s.why('deploy', stage_id('deploy', name, env), inputs)}", k, None, inputs)
     return s.memo(("deploy", name, env), compute)
 
 
@@ -429,7 +434,7 @@ def run_deploy(s: Session, name: str, env: str) -> dict:
     if not ok:
         raise StageFailed(f"after deploying, {why}")
     result = {"stack": stack_name, "stack_id": out.get("stack_id"), "status": live["status"]}
-    s.record("deploy", task_name("deploy", name, env), st.key, result, st.inputs)
+    s.record("deploy", stage_id("deploy", name, env), st.key, result, st.inputs)
     image = st.inputs["parameters"].get("ContainerImage")
     kind = "job" if m.type == JOB else "service"
     print(f"deployed {kind} {name} to {env}: stack {stack_name} ({live['status']}), image {image}")

@@ -130,7 +130,7 @@ def print_plan(s, out=None) -> None:
         for env in s.envs:
             for stage in pipeline.STAGES:
                 st = pipeline.STATUS[stage](s, name, env)
-                w(f"{st.word:4}  {pipeline.task_name(stage, name, env)}  {st.reason}\n")
+                w(f"{st.word:4}  {pipeline.stage_id(stage, name, env)}  {st.reason}\n")
             stack_name = s.stack_name(name, env)
             pkg = pipeline.package_status(s, name, env)
             if pkg.result:

@@ -1,7 +1,9 @@
 """Stage 3, push: the built image to the workload's ECR repository `<app>/<name>`.
 
-key:   repository URI, image id, the set of tags (`latest`, the `tag=`/git tag, the content tag
-       `ck-<build key>`).
+key:   repository URI and image id. Tags are not in the key: the tags a run needs (the `tag=`/git tag
+       and the content tag `ck-<build key>`) are compared with the tags recorded for the digest, and a
+       missing one is a manifest-only retag (the layers are already there). A dirty worktree has no
+       git tag (Copilot's rule), so editing a manifest never re-pushes.
 apply: create the repository if missing, tag and push each tag with the docker SDK, read the registry's
        manifest digest (stable across re-pushes and tags), tell the target (the local target registers
        it in the emulated ECR). Result: {"digest", "repository_uri", "tags"}.
@@ -14,16 +16,17 @@ from .aws import Target, log_api
 from .errors import StageFailed
 from .hashing import Key
 
-SALT = "push/1"
+SALT = "push/2"
 
 
 def repository_name(app: str, workload: str) -> str:
     return f"{app}/{workload}"
 
 
-def tags_for(user_tag: str | None, build_key: Key | None) -> list[str]:
-    """Copilot's tags (`latest` + the tag) and the content tag a fresh runner can look up."""
-    tags = ["latest"]
+def required_tags(user_tag: str | None, build_key: Key | None) -> list[str]:
+    """Tags this run needs on the digest: the `tag=`/git tag and the content tag a fresh runner looks up.
+    `latest` is added whenever the stage runs (Copilot's `latest` follows the last push)."""
+    tags = []
     if user_tag:
         tags.append(user_tag)
     if build_key is not None:
@@ -31,8 +34,8 @@ def tags_for(user_tag: str | None, build_key: Key | None) -> list[str]:
     return sorted(set(tags))
 
 
-def key(repo_uri: str, image_id: str, tags: list[str]) -> Key:
-    return Key.of(SALT, {"repository": repo_uri, "image_id": image_id, "tags": sorted(tags)})
+def key(repo_uri: str, image_id: str) -> Key:
+    return Key.of(SALT, {"repository": repo_uri, "image_id": image_id})
 
 
 def apply(target: Target, repo_name: str, image_id: str, tags: list[str], resource_tags: dict) -> dict:

@@ -24,7 +24,7 @@ from doit.reporter import ConsoleReporter
 
 from . import pipeline
 from .errors import StageFailed, UserError
-from .pipeline import STAGES, Options, Session, parse_resource_tags, task_name
+from .pipeline import STAGES, Options, Session, parse_resource_tags, stage_id
 
 _SESSION: tuple | None = None
 
@@ -148,17 +148,17 @@ def _deps(s: Session, stage: str, name: str, env: str) -> list[str]:
     if stage == "build":
         return []
     if stage == "push":
-        return [task_name("build", name, env)]
+        return [stage_id("build", name, env)]
     if stage == "package":
-        return [task_name("push", name, env), f"env:{env}"]
+        return [stage_id("push", name, env), f"env:{env}"]
     if stage == "lint":
-        return [task_name("package", name, env)]
-    deps = [task_name("lint", name, env)]
+        return [stage_id("package", name, env)]
+    deps = [stage_id("lint", name, env)]
     # A subscriber's queue subscribes to topics of another workload: deploy the publisher first.
     subscribe = s.manifests[(name, env)].data.get("subscribe") or {}
     for topic in subscribe.get("topics") or []:
         if topic.get("service") in s.names and topic["service"] != name:
-            deps.append(task_name("deploy", topic["service"], env))
+            deps.append(stage_id("deploy", topic["service"], env))
     return sorted(set(deps))
 
 

@@ -92,7 +92,7 @@ def apply_patches() -> list[str]:
         orig = getattr(ecs_m.Service, name).__func__
 
         def cast(cls, *args, _orig=orig, **kwargs):
-            json_arg = next(a for a in args if isinstance(a, dict) and "Properties" in a)
+            json_arg = next(a for a in list(args) + list(kwargs.values()) if isinstance(a, dict) and "Properties" in a)
             props = json_arg["Properties"]
             if isinstance(props.get("DesiredCount"), str) and props["DesiredCount"].isdigit():
                 props["DesiredCount"] = int(props["DesiredCount"])

@@ -1,0 +1,183 @@
+"""`copilot-doit`: Copilot's `deploy` command line over the doit tasks, plus a few maintenance commands.
+
+    copilot-doit deploy -n frontend -e test [--force] [--no-rollback] [--resource-tags k=v] [--tag T]
+    copilot-doit plan -n frontend -e test
+    copilot-doit local status|stop|reset
+    copilot-doit cache usage|prune --older-than DAYS
+
+`deploy` and `plan` run exactly the doit tasks `doit deploy name=... env=...` would.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+DEPLOY_HELP = """\
+Deploy a Copilot job or service.
+
+Usage:
+  copilot-doit deploy [flags]
+
+Flags:
+  -a, --app string                     Name of the application.
+  -e, --env string                     Name of the environment.
+      --force                          Optional. Force a new service deployment using the existing image.
+  -h, --help                           help for deploy
+  -n, --name string                    Name of the service or job.
+      --no-rollback bool               Optional. Disable automatic stack
+                                       rollback in case of deployment failure.
+                                       We do not recommend using this flag for a
+                                       production environment.
+      --resource-tags stringToString   Optional. Labels with a key and value separated by commas.
+                                       Allows you to categorize resources. (default [])
+      --tag string                     Optional. The container image tag.
+
+Examples:
+  Deploys a service named "frontend" to a "test" environment.
+  `$ copilot-doit deploy --name frontend --env test`
+  Deploys a job named "mailer" with additional resource tags to a "prod" environment.
+  `$ copilot-doit deploy -n mailer -e prod --resource-tags source/revision=bb133e7,deployment/initiator=manual`
+"""
+
+USAGE = """\
+usage: copilot-doit <command> [flags]
+
+commands:
+  deploy    build, push, package, lint and deploy workloads (see `copilot-doit deploy -h`)
+  plan      print what deploy would run and why, with template and parameter diffs; changes nothing
+  local     status | stop | reset   the embedded moto server and registry of the local target
+  cache     usage | prune --older-than DAYS
+"""
+
+
+class _Args(argparse.ArgumentParser):
+    def error(self, message):
+        print(f"copilot-doit: {message}\n", file=sys.stderr)
+        print(DEPLOY_HELP if self.prog.endswith(("deploy", "plan")) else USAGE, file=sys.stderr)
+        sys.exit(2)
+
+
+def _bool(value) -> bool:
+    if value in (None, True):
+        return True
+    v = str(value).lower()
+    if v in ("true", "1", "yes"):
+        return True
+    if v in ("false", "0", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"invalid bool value {value!r} (allowed: true, false)")
+
+
+def deploy_parser(prog: str) -> argparse.ArgumentParser:
+    p = _Args(prog=prog, add_help=False)
+    p.add_argument("-a", "--app")
+    p.add_argument("-e", "--env", action="append")
+    p.add_argument("-n", "--name", action="append")
+    p.add_argument("--force", nargs="?", const=True, default=False, type=_bool)
+    p.add_argument("--no-rollback", nargs="?", const=True, default=False, type=_bool)
+    p.add_argument("--resource-tags", action="append")
+    p.add_argument("--tag")
+    p.add_argument("-h", "--help", action="store_true")
+    return p
+
+
+def doit_argv(task: str, a: argparse.Namespace) -> list[str]:
+    """The doit command line equivalent to these flags (variables are doit's `name=value`)."""
+    argv = [task]
+    if a.name:
+        # Copilot's `-n fe/1` priorities order deploys; here doit orders by dependencies, so drop them.
+        argv.append("name=" + ",".join(n.split("/")[0] for item in a.name for n in item.split(",")))
+    if a.env:
+        argv.append("env=" + ",".join(e for item in a.env for e in item.split(",")))
+    if a.app:
+        argv.append(f"app={a.app}")
+    if a.force:
+        argv.append("force=1")
+    if a.no_rollback:
+        argv.append("no-rollback=1")
+    if a.resource_tags:
+        argv.append("resource-tags=" + ",".join(a.resource_tags))
+    if a.tag:
+        argv.append(f"tag={a.tag}")
+    return argv
+
+
+def run_doit(argv: list[str]) -> int:
+    from doit.cmd_base import ModuleTaskLoader
+    from doit.doit_cmd import DoitMain
+    from . import tasks
+    return DoitMain(ModuleTaskLoader(tasks)).run(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(USAGE)
+        return 0
+    cmd, rest = argv[0], argv[1:]
+    if cmd in ("deploy", "plan"):
+        a = deploy_parser(f"copilot-doit {cmd}").parse_args(rest)
+        if a.help:
+            print(DEPLOY_HELP.replace("copilot-doit deploy [flags]", f"copilot-doit {cmd} [flags]"))
+            return 0
+        return run_doit(doit_argv(cmd, a))
+    if cmd == "local":
+        return _local(rest)
+    if cmd == "cache":
+        return _cache(rest)
+    print(f"copilot-doit: unknown command '{cmd}'\n\n{USAGE}", file=sys.stderr)
+    return 2
+
+
+def _cache_root():
+    from .errors import UserError
+    from .pipeline import cache_root_for
+    from .workspace import find_workspace_dir
+    try:
+        return cache_root_for(find_workspace_dir().parent)
+    except UserError as exc:
+        print(f"copilot-doit: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def _local(rest: list[str]) -> int:
+    from .local import services
+    action = rest[0] if rest else "status"
+    root = _cache_root()
+    if action == "stop":
+        stopped = services.stop(root)
+        print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
+    elif action == "status":
+        st = services.status(root)
+        if not st:
+            print("local target: not started (it starts on the first deploy)")
+        for name, s in st.items():
+            print(f"{name}: {'running' if s['running'] else 'stopped'} pid {s['pid']} port {s['port']} log {s['log']}")
+    elif action == "reset":
+        import urllib.request
+        e = services.ensure_running(root)
+        urllib.request.urlopen(urllib.request.Request(f"{e.moto_url}/moto-api/reset", method="POST"), timeout=10)
+        print("local target: moto state wiped (stacks, ECR records); the next deploy recreates everything")
+    else:
+        print("usage: copilot-doit local status|stop|reset", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _cache(rest: list[str]) -> int:
+    from .cache import Cache
+    p = _Args(prog="copilot-doit cache")
+    p.add_argument("action", choices=["usage", "prune"])
+    p.add_argument("--older-than", type=float, default=30.0, help="days (prune)")
+    a = p.parse_args(rest)
+    c = Cache(_cache_root())
+    if a.action == "usage":
+        for part, u in c.usage().items():
+            print(f"{part:8} {u['files']:7} files {u['bytes'] / 1e6:10.2f} MB")
+    else:
+        print(f"removed {c.prune(a.older_than)} entries not written for {a.older_than:g} days")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,132 @@
+"""Shared fixtures: a throw-away copy of the sample workspace, and the real services it deploys to.
+
+End-to-end tests use the real Docker engine, docker-registry and the patched moto server, shared by
+the whole session under one local dir. With CI=true a missing one is a failure, never a skip.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+CI = os.environ.get("CI", "").lower() == "true"
+BUSYBOX = shutil.which("busybox")
+
+
+def missing(what: str):
+    if CI:
+        pytest.fail(f"{what} (CI=true: a missing dependency is a failure)")
+    pytest.skip(what)
+
+
+@pytest.fixture(scope="session")
+def local_dir(tmp_path_factory):
+    d = os.environ.get("COPILOT_DOIT_TEST_LOCAL_DIR") or str(tmp_path_factory.mktemp("local"))
+    os.environ["COPILOT_DOIT_LOCAL_DIR"] = d
+    yield Path(d)
+    from copilot_doit.local import services
+    services.stop("unused")
+
+
+@pytest.fixture(scope="session")
+def services_up(local_dir):
+    """The engine answers, docker-registry and busybox are installed, the moto server starts."""
+    from copilot_doit import engine
+    from copilot_doit.errors import ServiceUnavailable
+    try:
+        engine.image_id("copilot-doit-probe:none")
+    except ServiceUnavailable as exc:
+        missing(f"Docker engine: {exc}")
+    if not (shutil.which("docker-registry") or shutil.which("registry")):
+        missing("docker-registry is not installed")
+    if not BUSYBOX:
+        missing("busybox (busybox-static) is not installed")
+    from copilot_doit.local import services
+    try:
+        return services.ensure_running("unused")
+    except ServiceUnavailable as exc:
+        missing(f"local services: {exc}")
+
+
+class Workspace:
+    """A copy of manifests/ in a fresh git repo with its own app name (so tests never share stacks)."""
+
+    def __init__(self, root: Path, app: str, endpoints):
+        self.root = root
+        self.app = app
+        self.endpoints = endpoints
+        self.api_log = root / "api.jsonl"
+
+    @property
+    def manifests(self) -> Path:
+        return self.root / "manifests"
+
+    def env(self, **extra) -> dict:
+        env = dict(os.environ)
+        env.update({"COPILOT_DOIT_API_LOG": str(self.api_log), "PYTHONPATH": str(REPO)})
+        env.pop("COPILOT_DOIT_CACHE", None)
+        env.update(extra)
+        return env
+
+    def run(self, *args: str, tool: str = "doit", check: bool = True, **extra_env) -> subprocess.CompletedProcess:
+        self.api_log.write_text("")
+        cmd = [sys.executable, "-m", "doit", *args] if tool == "doit" else [sys.executable, "-m", "copilot_doit.cli", *args]
+        p = subprocess.run(cmd, cwd=self.root, env=self.env(**extra_env), capture_output=True, text=True, timeout=600)
+        if check and p.returncode != 0:
+            raise AssertionError(f"{cmd} exited {p.returncode}\nstdout:\n{p.stdout}\nstderr:\n{p.stderr}")
+        return p
+
+    def api_calls(self) -> list[dict]:
+        return [json.loads(line) for line in self.api_log.read_text().splitlines() if line.strip()]
+
+    def mutating(self) -> list[str]:
+        return [f"{c['service']}:{c['operation']}" for c in self.api_calls() if c["mutating"]]
+
+    def commit(self, message: str = "change") -> None:
+        subprocess.run(["git", "add", "-A"], cwd=self.root, check=True, capture_output=True)
+        subprocess.run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", message],
+                       cwd=self.root, check=True, capture_output=True)
+
+    def client(self, service: str):
+        import boto3
+        return boto3.client(service, endpoint_url=self.endpoints.moto_url, region_name="us-east-1",
+                            aws_access_key_id="testing", aws_secret_access_key="testing")
+
+
+def marks(stdout: str) -> dict[str, str]:
+    """doit's own marks per task: '.' ran, '--' up to date."""
+    out = {}
+    for line in stdout.splitlines():
+        if line.startswith(".  ") or line.startswith("-- "):
+            mark, rest = line.split(" ", 1)
+            out[rest.strip().split()[0]] = mark
+    return out
+
+
+def make_workspace(base: Path, endpoints) -> Workspace:
+    root = base / "repo"
+    shutil.copytree(REPO / "manifests", root / "manifests",
+                    ignore=shutil.ignore_patterns("busybox"))
+    shutil.copy(REPO / "dodo.py", root / "dodo.py")
+    (root / ".gitignore").write_text("/cache/\nbusybox\napi.jsonl\n")
+    for ctx in (root / "manifests").glob("*/src"):
+        if (ctx / "Dockerfile").exists() and "COPY busybox" in (ctx / "Dockerfile").read_text():
+            shutil.copy(BUSYBOX, ctx / "busybox")
+    app = "t" + uuid.uuid4().hex[:8]
+    (root / "manifests" / ".workspace").write_text(f"application: {app}\n")
+    subprocess.run(["git", "init", "-q"], cwd=root, check=True)
+    ws = Workspace(root, app, endpoints)
+    ws.commit("sample workspace")
+    return ws
+
+
+@pytest.fixture
+def workspace(tmp_path, services_up) -> Workspace:
+    return make_workspace(tmp_path, services_up)

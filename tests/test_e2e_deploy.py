@@ -1,0 +1,197 @@
+"""End to end on real parts: Docker engine, docker-registry, patched moto server (issue #2)."""
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from conftest import marks
+
+pytestmark = pytest.mark.e2e
+
+FRONTEND = ["env:test", "build:frontend@test", "push:frontend@test", "package:frontend@test",
+            "lint:frontend@test", "deploy:frontend@test"]
+
+
+def test_first_deploy_then_noop(workspace):
+    ws = workspace
+    first = ws.run("deploy", "name=frontend", "env=test")
+    assert all(marks(first.stdout).get(t) == "." for t in FRONTEND), first.stdout
+    assert "deployed service frontend to test" in first.stdout
+    stack = ws.client("cloudformation").describe_stacks(StackName=f"{ws.app}-test-frontend")["Stacks"][0]
+    assert stack["StackStatus"] == "CREATE_COMPLETE"
+    params = {p["ParameterKey"]: p["ParameterValue"] for p in stack["Parameters"]}
+    assert "@sha256:" in params["ContainerImage"], params  # pinned by digest
+    digest = params["ContainerImage"].split("@")[1]
+    images = ws.client("ecr").describe_images(repositoryName=f"{ws.app}/frontend", imageIds=[{"imageDigest": digest}])
+    assert images["imageDetails"][0]["imageDigest"] == digest
+    assert "local compat: removed resource DiscoveryService" in first.stdout
+
+    t0 = time.monotonic()
+    second = ws.run("deploy", "name=frontend", "env=test")
+    elapsed = time.monotonic() - t0
+    m = marks(second.stdout)
+    assert [m.get(t) for t in FRONTEND] == ["--"] * len(FRONTEND), second.stdout
+    assert ws.mutating() == [], ws.mutating()  # no build, push, change set or any other write
+    assert not any(c["operation"] in ("Build", "Push") for c in ws.api_calls())
+    assert elapsed < 5, elapsed  # generous bound for a loaded CI machine; bench/ measures the real number
+
+
+def test_context_change_runs_build_to_deploy(workspace):
+    ws = workspace
+    ws.run("deploy", "name=frontend", "env=test")
+    (ws.manifests / "frontend" / "src" / "www" / "index.html").write_text("<h1>changed</h1>\n")
+    out = ws.run("deploy", "name=frontend", "env=test").stdout
+    m = marks(out)
+    assert m["env:test"] == "--"
+    for t in ("build:frontend@test", "push:frontend@test", "package:frontend@test", "deploy:frontend@test"):
+        assert m[t] == ".", out
+    # The image is a parameter (ContainerImage): the template body is byte-identical, so no re-lint.
+    assert m["lint:frontend@test"] == "--", out
+    assert "1 context file changed: www/index.html" in out
+
+
+def test_ignored_file_change_runs_nothing(workspace):
+    ws = workspace
+    ws.run("deploy", "name=frontend", "env=test")
+    (ws.manifests / "frontend" / "src" / "README.md").write_text("edited, but .dockerignore'd\n")
+    out = ws.run("deploy", "name=frontend", "env=test").stdout
+    assert set(marks(out).values()) == {"--"}, out
+
+
+def test_manifest_only_change_skips_build_and_push(workspace):
+    ws = workspace
+    ws.run("deploy", "name=frontend", "env=test")
+    mf = ws.manifests / "frontend" / "manifest.yml"
+    mf.write_text(mf.read_text().replace("LOG_LEVEL: info", "LOG_LEVEL: debug"))
+    out = ws.run("deploy", "name=frontend", "env=test").stdout
+    m = marks(out)
+    assert (m["build:frontend@test"], m["push:frontend@test"]) == ("--", "--"), out
+    assert (m["package:frontend@test"], m["lint:frontend@test"], m["deploy:frontend@test"]) == (".", ".", "."), out
+    assert "manifest field changed: variables.LOG_LEVEL" in out
+    assert not any(c["operation"] in ("Build", "Push") for c in ws.api_calls())
+
+
+def test_manifest_comment_and_order_change_runs_nothing(workspace):
+    ws = workspace
+    ws.run("deploy", "name=frontend", "env=test")
+    mf = ws.manifests / "frontend" / "manifest.yml"
+    text = mf.read_text().replace("cpu: 256\nmemory: 512\n", "memory: 512   # reordered\ncpu: 256\n")
+    mf.write_text("# a new comment\n" + text)
+    out = ws.run("deploy", "name=frontend", "env=test").stdout
+    assert set(marks(out).values()) == {"--"}, out
+
+
+def test_force_redeploys_with_existing_image(workspace):
+    ws = workspace
+    ws.run("deploy", "name=frontend", "env=test")
+    out = ws.run("deploy", "name=frontend", "env=test", "force=1").stdout
+    m = marks(out)
+    assert m["build:frontend@test"] == "--" and m["deploy:frontend@test"] == ".", out
+    ops = [c for c in ws.api_calls() if c["operation"] == "UpdateService"]
+    assert ops and ops[0]["params"] == {"forceNewDeployment": True}, ws.api_calls()
+    assert "forced a new deployment of service" in out
+    assert not any(c["operation"] in ("Build", "Push") for c in ws.api_calls())
+
+
+def test_resource_tags_land_on_stack_and_reserved_tags_win(workspace):
+    ws = workspace
+    ws.run("deploy", "name=frontend", "env=test",
+           "resource-tags=source/revision=bb133e7,deployment/initiator=manual,copilot-service=spoofed")
+    stack = ws.client("cloudformation").describe_stacks(StackName=f"{ws.app}-test-frontend")["Stacks"][0]
+    tags = {t["Key"]: t["Value"] for t in stack["Tags"]}
+    assert tags["source/revision"] == "bb133e7" and tags["deployment/initiator"] == "manual"
+    assert tags["copilot-service"] == "frontend" and tags["copilot-application"] == ws.app
+    assert tags["copilot-environment"] == "test"
+    # The same tags again: nothing to do; different tags: a stack update only.
+    again = ws.run("deploy", "name=frontend", "env=test",
+                   "resource-tags=source/revision=bb133e7,deployment/initiator=manual,copilot-service=spoofed")
+    assert set(marks(again.stdout).values()) == {"--"}, again.stdout
+    changed = ws.run("deploy", "name=frontend", "env=test", "resource-tags=source/revision=ccc").stdout
+    m = marks(changed)
+    assert m["deploy:frontend@test"] == "." and m["package:frontend@test"] == "--", changed
+
+
+def test_no_rollback_reaches_change_set_execution(workspace):
+    ws = workspace
+    ws.run("deploy", "name=frontend", "env=test")
+    mf = ws.manifests / "frontend" / "manifest.yml"
+    mf.write_text(mf.read_text().replace("count: 1", "count: 2"))
+    out = ws.run("deploy", "name=frontend", "env=test", "no-rollback=1").stdout
+    assert "not recommended while deploying to a production environment" in out
+    execs = [c for c in ws.api_calls() if c["operation"] == "ExecuteChangeSet"]
+    assert execs and execs[-1]["params"] == {"DisableRollback": True}, ws.api_calls()
+
+
+def test_copilot_cli_and_doit_forms_agree(workspace):
+    ws = workspace
+    ws.run("deploy", "--name", "frontend", "--env", "test", tool="copilot")
+    out = ws.run("deploy", "name=frontend", "env=test").stdout
+    assert set(marks(out).values()) == {"--"}, out
+    ws.run("deploy", "-n", "mailer", "-e", "prod", "--resource-tags",
+           "source/revision=bb133e7,deployment/initiator=manual", tool="copilot")
+    out = ws.run("deploy", "name=mailer", "env=prod",
+                 "resource-tags=source/revision=bb133e7,deployment/initiator=manual").stdout
+    assert set(marks(out).values()) == {"--"}, out
+    stack = ws.client("cloudformation").describe_stacks(StackName=f"{ws.app}-prod-mailer")["Stacks"][0]
+    assert {"Key": "deployment/initiator", "Value": "manual"} in stack["Tags"]
+    rule = [r for r in ws.client("events").list_rules()["Rules"] if r.get("ScheduleExpression") == "cron(0 6 ? * 2 *)"]
+    assert rule, "the prod override of on.schedule reached the Events rule"
+
+
+def test_info_and_list_explain_in_words(workspace):
+    ws = workspace
+    ws.run("deploy", "name=frontend", "env=test")
+    (ws.manifests / "frontend" / "src" / "www" / "healthz").write_text("still ok\n")
+    info = ws.run("info", "deploy:frontend@test", "name=frontend", "env=test", check=False).stdout
+    assert "will run: after lint:frontend@test" in info, info
+    info = ws.run("info", "build:frontend@test", "name=frontend", "env=test", check=False).stdout
+    assert "1 context file changed: www/healthz" in info, info
+    listing = ws.run("list", "--all", "--status", "name=frontend", "env=test").stdout
+    assert "R build:frontend@test" in listing and "U env:test" in listing, listing
+    assert ws.mutating() == []
+
+
+def test_plan_changes_nothing_and_shows_diffs(workspace):
+    ws = workspace
+    ws.run("deploy", "name=frontend", "env=test")
+    mf = ws.manifests / "frontend" / "manifest.yml"
+    mf.write_text(mf.read_text().replace("count: 1", "count: 3").replace("LOG_LEVEL: info", "LOG_LEVEL: trace"))
+    out = ws.run("plan", "name=frontend", "env=test").stdout
+    assert "skip  build:frontend@test" in out and "run   deploy:frontend@test" in out, out
+    assert "-TaskCount: 1" in out and "+TaskCount: 3" in out, out          # parameter diff
+    assert "+            Value: trace" in out or "Value: trace" in out, out  # template diff
+    assert ws.mutating() == [], ws.mutating()
+    assert not any(c["operation"] in ("Build", "Push", "Tag") for c in ws.api_calls())
+    after = ws.run("deploy", "name=frontend", "env=test").stdout
+    assert marks(after)["deploy:frontend@test"] == "."  # the plan did not apply it
+
+
+def test_bad_manifest_is_one_clear_error_and_nothing_applied(workspace):
+    ws = workspace
+    ws.run("deploy", "name=frontend", "env=test")
+    cache_before = sorted(p.relative_to(ws.root) for p in (ws.root / "cache" / "actions").rglob("*"))
+    mf = ws.manifests / "frontend" / "manifest.yml"
+    mf.write_text(mf.read_text().replace("memory: 512", "memory: 300"))
+    p = ws.run("deploy", "name=frontend", "env=test", check=False)
+    assert p.returncode != 0
+    err = p.stdout + p.stderr
+    assert "Traceback" not in err
+    assert "ERROR: manifests/frontend/manifest.yml:15: field 'memory': 300 MiB is not valid with cpu 256" in err, err
+    assert ws.mutating() == []
+    assert sorted(p.relative_to(ws.root) for p in (ws.root / "cache" / "actions").rglob("*")) == cache_before
+
+
+def test_failed_stack_operation_reports_reason(workspace):
+    ws = workspace
+    ws.run("deploy", "name=mailer", "env=test")
+    # Something outside the tool holds the log group the stack wants: the create must fail cleanly.
+    ws.client("logs").create_log_group(logGroupName=f"/copilot/{ws.app}-prod-mailer")
+    p = ws.run("deploy", "name=mailer", "env=prod", check=False)
+    assert p.returncode != 0
+    assert "ERROR: deploy:mailer@prod: ExecuteChangeSet failed" in p.stdout, p.stdout
+    assert "log group already exists" in p.stdout
+    assert "Traceback" not in p.stdout + p.stderr
+    # Nothing was marked done: the next run tries the stack again.
+    retry = ws.run("deploy", "name=mailer", "env=prod", check=False)
+    assert marks(retry.stdout).get("deploy:mailer@prod") == ".", retry.stdout

@@ -1,0 +1,143 @@
+"""Hashing, the stat cache, and the cache's atomicity and verification (pure, no services)."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+
+from copilot_doit.cache import Cache
+from copilot_doit.hashing import Key, StatCache, context_entries, tree_digest
+
+
+def make_context(root):
+    (root / "app").mkdir(parents=True)
+    (root / "Dockerfile").write_text("FROM scratch\nCOPY . /\n")
+    (root / "app" / "a.txt").write_text("a")
+    (root / "app" / "run.sh").write_text("#!/bin/sh\n")
+    os.chmod(root / "app" / "run.sh", 0o755)
+    (root / "notes.md").write_text("ignored")
+    (root / ".dockerignore").write_text("# comment\n*.md\n")
+    os.symlink("a.txt", root / "app" / "link")
+    old = time.time() - 10  # older than the racy window
+    for p in root.rglob("*"):
+        if not p.is_symlink():
+            os.utime(p, (old, old))
+    return root
+
+
+def digest(root, sc):
+    return tree_digest(context_entries(str(root), "Dockerfile", sc))
+
+
+def test_tree_digest_ignores_location_and_dockerignored_files(tmp_path):
+    a = make_context(tmp_path / "one")
+    b = tmp_path / "elsewhere" / "two"
+    shutil.copytree(a, b, symlinks=True)
+    sc = StatCache(None)
+    assert digest(a, sc) == digest(b, sc)
+    paths = [e[0] for e in context_entries(str(a), "Dockerfile", sc)]
+    assert "notes.md" not in paths and "Dockerfile" in paths and "app/link" in paths
+    (a / "notes.md").write_text("changed, still ignored")
+    assert digest(a, sc) == digest(b, sc)
+
+
+def test_tree_digest_changes_with_content_mode_and_link_target(tmp_path):
+    a = make_context(tmp_path / "c")
+    sc = StatCache(None)
+    base = digest(a, sc)
+    os.chmod(a / "app" / "a.txt", 0o755)
+    assert digest(a, sc) != base
+    os.chmod(a / "app" / "a.txt", 0o644)
+    assert digest(a, sc) == base
+    os.unlink(a / "app" / "link")
+    os.symlink("run.sh", a / "app" / "link")
+    assert digest(a, sc) != base
+
+
+def test_warm_stat_cache_reads_no_file_and_touch_rehashes_once(tmp_path):
+    ctx = make_context(tmp_path / "c")
+    db = tmp_path / "state.db"
+    first = StatCache(db)
+    d1 = digest(ctx, first)
+    first.flush()
+    assert first.files_hashed == 4   # Dockerfile, .dockerignore, app/a.txt, app/run.sh
+    warm = StatCache(db)
+    assert digest(ctx, warm) == d1 and warm.files_hashed == 0   # one stat per file, no reads
+    old = time.time() - 5
+    os.utime(ctx / "app" / "a.txt", (old, old))                 # touched, content unchanged
+    t1 = StatCache(db)
+    assert digest(ctx, t1) == d1 and t1.files_hashed == 1
+    t1.flush()
+    t2 = StatCache(db)                                            # doit #431: not re-hashed again
+    assert digest(ctx, t2) == d1 and t2.files_hashed == 0
+
+
+def test_racy_clean_entry_is_rehashed(tmp_path):
+    ctx = make_context(tmp_path / "c")
+    f = ctx / "app" / "a.txt"
+    f.write_text("b")                                              # mtime = now: racy when recorded
+    db = tmp_path / "state.db"
+    sc = StatCache(db)
+    digest(ctx, sc)
+    sc.flush()
+    st = f.stat()
+    f.write_text("c")                                              # same size, maybe the same tick
+    os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns))               # and even the same mtime
+    sc2 = StatCache(db)
+    entries = dict((e[0], e[2]) for e in context_entries(str(ctx), "Dockerfile", sc2))
+    from copilot_doit.hashing import digest_bytes
+    assert entries["app/a.txt"] == digest_bytes(b"c")
+
+
+def test_key_salt_and_canonical_inputs():
+    assert Key.of("build/1", {"a": 1, "b": [1, 2]}) == Key.of("build/1", {"b": [1, 2], "a": 1})
+    assert Key.of("build/1", {"a": 1}) != Key.of("build/2", {"a": 1})
+
+
+def test_cache_objects_and_records_are_verified(tmp_path, capsys):
+    c = Cache(tmp_path)
+    d = c.put_object(b"template")
+    assert c.get_object(d) == b"template"
+    path = tmp_path / "objects" / d[:2] / d
+    path.write_bytes(b"tampered")
+    assert c.get_object(d) is None and not path.exists()
+    assert "does not match its digest" in capsys.readouterr().err
+    k = Key.of("build/1", {"x": 1})
+    c.put_action("build", k, {"image_id": "sha256:1"})
+    assert c.get_action("build", k)["result"] == {"image_id": "sha256:1"}
+    rec_path = tmp_path / "actions" / "build" / f"{k.hex}.json"
+    rec = json.loads(rec_path.read_text())
+    rec["result"]["image_id"] = "sha256:evil"
+    rec_path.write_text(json.dumps(rec))
+    assert c.get_action("build", k) is None and not rec_path.exists()
+    rec_path.parent.mkdir(parents=True, exist_ok=True)
+    rec_path.write_text("{trunc")
+    assert c.get_action("build", k) is None
+
+
+def test_atomic_write_leaves_no_partial_file(tmp_path, monkeypatch):
+    from copilot_doit import cache as cache_mod
+    c = Cache(tmp_path)
+
+    def boom(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cache_mod.os, "replace", boom)
+    try:
+        c.put_object(b"x" * 100)
+    except KeyboardInterrupt:
+        pass
+    assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
+
+
+def test_usage_and_prune(tmp_path):
+    c = Cache(tmp_path)
+    d = c.put_object(b"old")
+    k = Key.of("lint/1", {"t": d})
+    c.put_action("lint", k, {"report": d})
+    assert c.usage()["objects"]["files"] == 1
+    old = time.time() - 40 * 86400
+    for p in tmp_path.rglob("*"):
+        os.utime(p, (old, old))
+    assert c.prune(30) == 2 and c.get_object(d) is None

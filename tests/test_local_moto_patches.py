@@ -1,0 +1,121 @@
+"""One test per moto patch in copilot_doit/local/moto_server.py, against the tool's own moto server.
+
+Each test exercises exactly the behaviour the patch restores; without the patch it fails (the failure
+modes are in research/feasibility.md §1.b.6 and in the patch comments).
+"""
+from __future__ import annotations
+
+import json
+import uuid
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def cfn(services_up):
+    return boto3.client("cloudformation", endpoint_url=services_up.moto_url, region_name="us-east-1",
+                        aws_access_key_id="testing", aws_secret_access_key="testing")
+
+
+@pytest.fixture
+def ecs(services_up):
+    return boto3.client("ecs", endpoint_url=services_up.moto_url, region_name="us-east-1",
+                        aws_access_key_id="testing", aws_secret_access_key="testing")
+
+
+def name():
+    return "p" + uuid.uuid4().hex[:10]
+
+
+def via_change_set(cfn, stack, template, params=None, tags=None, kind=None):
+    kind = kind or ("UPDATE" if _exists(cfn, stack) else "CREATE")
+    cs = cfn.create_change_set(StackName=stack, ChangeSetName=name(), ChangeSetType=kind,
+                               TemplateBody=json.dumps(template),
+                               Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in (params or {}).items()],
+                               Tags=[{"Key": k, "Value": v} for k, v in (tags or {}).items()])
+    desc = cfn.describe_change_set(ChangeSetName=cs["Id"])
+    if desc["Status"] == "FAILED":
+        return desc
+    cfn.execute_change_set(ChangeSetName=cs["Id"])
+    return cfn.describe_stacks(StackName=stack)["Stacks"][0]
+
+
+def _exists(cfn, stack):
+    try:
+        cfn.describe_stacks(StackName=stack)
+        return True
+    except ClientError:
+        return False
+
+
+def exporter(export, value="v1"):
+    return {"Parameters": {"V": {"Type": "String", "Default": value}},
+            "Resources": {"Log": {"Type": "AWS::Logs::LogGroup", "Properties": {"LogGroupName": {"Fn::Sub": f"/{export}-${{V}}"}}}},
+            "Outputs": {"Out": {"Value": {"Ref": "V"}, "Export": {"Name": export}}}}
+
+
+def test_patch1_and_3_create_change_set_resolves_exports_of_a_change_set_stack(cfn):
+    export = name()
+    first = via_change_set(cfn, name(), exporter(export))
+    assert first["Outputs"][0]["OutputValue"] == "v1"                     # patch 3: outputs refreshed
+    importer = {"Resources": {"Log": {"Type": "AWS::Logs::LogGroup", "Properties": {
+        "LogGroupName": {"Fn::Join": ["-", ["/imp", {"Fn::ImportValue": export}]]}}}}}
+    st = via_change_set(cfn, name(), importer)                             # patch 1 (+ 3: export registered)
+    assert st["StackStatus"] == "CREATE_COMPLETE"
+
+
+def test_patch3_outputs_and_parameters_refreshed_after_update_change_set(cfn):
+    stack = name()
+    export = name()
+    via_change_set(cfn, stack, exporter(export), params={"V": "a"})
+    st = via_change_set(cfn, stack, exporter(export), params={"V": "b"})
+    assert {p["ParameterKey"]: p["ParameterValue"] for p in st["Parameters"]} == {"V": "b"}
+    assert st["Outputs"][0]["OutputValue"] == "b"
+
+
+def test_patch4_noop_update_stack_fails_like_aws(cfn):
+    stack = name()
+    body = json.dumps(exporter(name()))
+    cfn.create_stack(StackName=stack, TemplateBody=body)
+    with pytest.raises(ClientError, match="No updates are to be performed"):
+        cfn.update_stack(StackName=stack, TemplateBody=body)
+
+
+def test_patch5_tags_only_change_set_updates_stack_tags(cfn):
+    stack = name()
+    tpl = exporter(name())
+    via_change_set(cfn, stack, tpl, tags={"a": "1"})
+    st = via_change_set(cfn, stack, tpl, tags={"a": "2"})
+    assert st.get("StackStatus") == "UPDATE_COMPLETE", st
+    assert {t["Key"]: t["Value"] for t in st["Tags"]} == {"a": "2"}
+    same = via_change_set(cfn, stack, tpl, tags={"a": "2"})
+    assert same["Status"] == "FAILED" and "didn't contain changes" in same["StatusReason"]
+
+
+def ecs_template(image, count="1"):
+    return {"Parameters": {"Image": {"Type": "String"}, "Count": {"Type": "String"}},
+            "Resources": {
+                "Cluster": {"Type": "AWS::ECS::Cluster"},
+                "Task": {"Type": "AWS::ECS::TaskDefinition", "Properties": {
+                    "Family": "fam-" + image.split(":")[0], "Memory": "512",
+                    "ContainerDefinitions": [{"Name": "app", "Image": {"Ref": "Image"}}]}},
+                "Service": {"Type": "AWS::ECS::Service", "Properties": {
+                    "Cluster": {"Ref": "Cluster"}, "TaskDefinition": {"Ref": "Task"}, "DesiredCount": {"Ref": "Count"}}}},
+            "Outputs": {"Task": {"Value": {"Ref": "Task"}}}}
+
+
+def test_patch2_and_6_ecs_task_definition_update_and_desired_count_parameter(cfn, ecs):
+    stack = name()
+    fam = name()
+    st = via_change_set(cfn, stack, ecs_template(fam), params={"Image": "img:1", "Count": "2"})   # patch 6
+    assert st["StackStatus"] == "CREATE_COMPLETE"
+    st = via_change_set(cfn, stack, ecs_template(fam), params={"Image": "img:2", "Count": "3"})  # patches 2, 6
+    assert st["StackStatus"] == "UPDATE_COMPLETE"
+    arn = st["Outputs"][0]["OutputValue"]
+    td = ecs.describe_task_definition(taskDefinition=arn)["taskDefinition"]
+    assert td["containerDefinitions"][0]["image"] == "img:2"
+    assert td["containerDefinitions"][0]["name"] == "app"

@@ -121,6 +121,20 @@ class Target:
             return None
         return details[0]["imageDigest"] if details else None
 
+    def tag_digest(self, repo_name: str, tag: str) -> str | None:
+        """Digest a tag points at in the registry, or None (one ECR DescribeImages)."""
+        return self.image_digest_in_registry(repo_name, tag=tag)
+
+    def retag(self, repo_name: str, digest: str, tags: list[str]) -> None:
+        ecr = self.client("ecr")
+        image = ecr.batch_get_image(repositoryName=repo_name, imageIds=[{"imageDigest": digest}])["images"][0]
+        for tag in tags:
+            try:
+                ecr.put_image(repositoryName=repo_name, imageManifest=image["imageManifest"], imageTag=tag,
+                              imageManifestMediaType=image.get("imageManifestMediaType"), imageDigest=digest)
+            except ecr.exceptions.ImageAlreadyExistsException:
+                pass
+
     def after_push(self, repo_name: str, digest: str, tags: list[str]) -> None:
         """Real ECR learns about the image from the push itself."""
 

@@ -7,6 +7,10 @@
 Every write is a temp file + rename in the same folder, so a crash never leaves a torn entry. Every read
 is verified: an object against its name, a record against its `check` digest. A bad entry is deleted
 with a warning and treated as missing, so it is re-derived instead of deployed.
+
+With a remote (`S3Store`, same layout under a bucket prefix) reads go through to it on a local miss and
+writes go back to it: a CI fleet and laptops share results. What comes down is verified exactly like a
+local entry before it is kept, so a corrupt or poisoned remote entry is rejected, never deployed.
 """
 from __future__ import annotations
 
@@ -42,19 +46,71 @@ def _warn(msg: str) -> None:
     print(f"warning: {msg}", file=sys.stderr)
 
 
+class S3Store:
+    """The remote half of the cache: `s3://bucket/prefix/<same relative paths>`.
+
+    Every call carries ExpectedBucketOwner, so a bucket name taken over by another account is refused.
+    `client_factory` builds the boto3 S3 client lazily: a run that hits the local cache never imports boto3.
+    """
+
+    def __init__(self, bucket: str, prefix: str, expected_owner: str | None, client_factory):
+        self.bucket = bucket
+        self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
+        self.expected_owner = expected_owner
+        self._factory = client_factory
+        self._client = None
+        self.gets = self.puts = 0
+
+    def _c(self):
+        if self._client is None:
+            self._client = self._factory()
+        return self._client
+
+    def _owner(self) -> dict:
+        return {"ExpectedBucketOwner": self.expected_owner} if self.expected_owner else {}
+
+    def get(self, rel: str) -> bytes | None:
+        from botocore.exceptions import ClientError
+        self.gets += 1
+        try:
+            obj = self._c().get_object(Bucket=self.bucket, Key=self.prefix + rel, **self._owner())
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code")
+            if code in ("NoSuchKey", "404", "NotFound"):
+                return None
+            _warn(f"shared cache s3://{self.bucket}/{self.prefix}{rel}: {code}; working without it")
+            return None
+        return obj["Body"].read()
+
+    def put(self, rel: str, data: bytes) -> None:
+        from botocore.exceptions import ClientError
+        self.puts += 1
+        try:
+            self._c().put_object(Bucket=self.bucket, Key=self.prefix + rel, Body=data, **self._owner())
+        except ClientError as exc:
+            _warn(f"shared cache: could not write s3://{self.bucket}/{self.prefix}{rel}: "
+                  f"{exc.response.get('Error', {}).get('Code')}")
+
+
 class Cache:
-    def __init__(self, root: str | os.PathLike):
+    def __init__(self, root: str | os.PathLike, remote: S3Store | None = None):
         self.root = Path(root)
+        self.remote = remote
 
     # --- objects -------------------------------------------------------------------------------------
     def _object_path(self, digest: str) -> Path:
         return self.root / "objects" / digest[:2] / digest
+
+    def _rel(self, path: Path) -> str:
+        return path.relative_to(self.root).as_posix()
 
     def put_object(self, data: bytes) -> str:
         digest = digest_bytes(data)
         path = self._object_path(digest)
         if not path.exists():
             atomic_write(path, data)
+            if self.remote:
+                self.remote.put(self._rel(path), data)
         return digest
 
     def get_object(self, digest: str) -> bytes | None:
@@ -62,11 +118,18 @@ class Cache:
         try:
             data = path.read_bytes()
         except (FileNotFoundError, NotADirectoryError):
-            return None
-        if digest_bytes(data) != digest:
+            data = None
+        if data is not None and digest_bytes(data) != digest:
             _warn(f"cache object {path} does not match its digest; discarded, will be re-derived")
             path.unlink(missing_ok=True)
-            return None
+            data = None
+        if data is None and self.remote:
+            data = self.remote.get(self._rel(path))
+            if data is not None and digest_bytes(data) != digest:
+                _warn(f"shared cache object {self._rel(path)} does not match its digest; rejected")
+                return None
+            if data is not None:
+                atomic_write(path, data)
         return data
 
     def put_json(self, value) -> str:
@@ -84,7 +147,11 @@ class Cache:
         record = {"stage": stage, "salt": key.salt, "key": key.hex, "result": result,
                   "created": time.time(), "tool_version": __version__}
         record["check"] = digest_value(record)
-        atomic_write(self._action_path(stage, key), canonical_json(record).encode())
+        path = self._action_path(stage, key)
+        data = canonical_json(record).encode()
+        atomic_write(path, data)
+        if self.remote:
+            self.remote.put(self._rel(path), data)
         if task:
             self.set_last(stage, task, key)
         return record
@@ -94,13 +161,29 @@ class Cache:
         try:
             record = json.loads(path.read_bytes())
         except FileNotFoundError:
-            return None
+            return self._remote_action(stage, key, path)
         except (ValueError, OSError):
             record = None
         if not self._record_ok(record, stage, key):
             _warn(f"cache record {path} is corrupt; discarded, the stage will run again")
             path.unlink(missing_ok=True)
+            return self._remote_action(stage, key, path)
+        return record
+
+    def _remote_action(self, stage: str, key: Key, path: Path) -> dict | None:
+        if not self.remote:
             return None
+        data = self.remote.get(self._rel(path))
+        if data is None:
+            return None
+        try:
+            record = json.loads(data)
+        except ValueError:
+            record = None
+        if not self._record_ok(record, stage, key):
+            _warn(f"shared cache record {self._rel(path)} is corrupt; rejected, the stage will run")
+            return None
+        atomic_write(path, data)
         return record
 
     @staticmethod

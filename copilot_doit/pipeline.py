@@ -73,6 +73,22 @@ def cache_root_for(ws_root: Path) -> Path:
     return Path(os.environ.get("COPILOT_DOIT_CACHE") or ws_root / "cache")
 
 
+def remote_store(ws: Workspace, cache_root: Path):
+    """The shared S3 cache named in copilot-doit.yml (`cache: {s3: {...}}`), or None."""
+    cfg = (ws.cache_config or {}).get("s3")
+    if not cfg:
+        return None
+    from .cache import S3Store
+    from .workspace import EnvSettings
+
+    def client():
+        settings = EnvSettings(name="cache", target=cfg.get("target", "aws"), region=cfg.get("region", "us-east-1"),
+                               profile=cfg.get("profile"))
+        return target_for(settings, cache_root).client("s3")
+
+    return S3Store(cfg["bucket"], cfg.get("prefix", ""), cfg.get("expected_owner"), client)
+
+
 class Session:
     """One run: the workspace, the selection, the cache, and memoised statuses."""
 
@@ -81,7 +97,7 @@ class Session:
         self.ws: Workspace = load_workspace(app_override=opts.app)
         self.names, self.envs = select(self.ws, opts.names, opts.envs)
         self.cache_root = cache_root_for(self.ws.root)
-        self.cache = Cache(self.cache_root)
+        self.cache = Cache(self.cache_root, remote_store(self.ws, self.cache_root))
         self.stat_cache = StatCache(self.cache_root / "state.db")
         self._targets: dict[str, Target] = {}
         self._stacks: dict[str, dict] = {}
@@ -129,8 +145,10 @@ class Session:
         result = {**result, "inputs": self.cache.put_json(inputs)}
         self.cache.put_action(stage, k, result, task=task)
 
-    def why(self, stage: str, task: str, inputs: dict) -> str:
+    def why(self, stage: str, task: str, inputs: dict, k: Key | None = None) -> str:
         last = self.cache.get_last(stage, task)
+        if last and k is not None and last.get("salt") != k.salt:
+            return f"the {stage} key recipe changed ({last.get('salt')} -> {k.salt})"
         old = self.cache.get_json(last["result"]["inputs"]) if last and last["result"].get("inputs") else None
         return explain(stage, old, inputs)
 
@@ -151,18 +169,23 @@ def stage_id(stage: str, name: str, env: str) -> str:
 
 
 # --- the environment stack -------------------------------------------------------------------------------
-ENV_SALT = "env/1"
+ENV_SALT = "env/2"
 
 
 def env_inputs(s: Session, env: str) -> tuple[Key, dict]:
-    from .templates.env import render
+    """The env stack's key: its manifest, the recipe version and the tags. The template is a pure
+    function of those, so it is rendered only when the stage runs (not on every no-op)."""
     em = s.env_manifests[env]
-    template, params = render(s.ws.app, env, em.data, {})
-    body = dump(template)
     tags = {"copilot-application": s.ws.app, "copilot-environment": env}
-    inputs = {"manifest": em.data, "recipe": RECIPE_VERSION, "template": digest_value(body), "parameters": params,
+    inputs = {"manifest": em.data, "recipe": RECIPE_VERSION, "parameters": {"AppName": s.ws.app, "EnvironmentName": env},
               "tags": tags}
-    return Key.of(ENV_SALT, inputs), {**inputs, "_body": body}
+    return Key.of(ENV_SALT, inputs), inputs
+
+
+def env_template(s: Session, env: str) -> str:
+    from .templates.env import render
+    template, _ = render(s.ws.app, env, s.env_manifests[env].data, {})
+    return dump(template)
 
 
 def env_status(s: Session, env: str) -> Status:
@@ -177,8 +200,7 @@ def env_status(s: Session, env: str) -> Status:
         if ok:  # deployed from these inputs elsewhere (another checkout, a CI runner): adopt it
             outputs = s.stacks(env)[f"{s.ws.app}-{env}"]["outputs"]
             return Status(False, why + "; recorded by another runner", k, {"outputs": outputs}, inputs)
-        clean = {x: v for x, v in inputs.items() if not x.startswith("_")}
-        return Status(True, f"{why}; {s.why('env', f'env:{env}', clean)}", k, None, inputs)
+        return Status(True, f"{why}; {s.why('env', f'env:{env}', inputs, k)}", k, None, inputs)
     return s.memo(("env", env), compute)
 
 
@@ -188,7 +210,7 @@ def run_env(s: Session, env: str) -> dict:
         return st.result
     target = s.target(env)
     name = f"{s.ws.app}-{env}"
-    body = st.inputs["_body"]
+    body = env_template(s, env)
     report = lint_body(s, body, target.settings.region, f"{name}.yml")
     deploy_body = body
     if target.kind == "local":
@@ -205,8 +227,7 @@ def run_env(s: Session, env: str) -> dict:
     if not live or live["tags"].get(stack.KEY_TAG) != st.key.hex:
         raise StageFailed(f"stack {name} does not carry the deployed key after the update")
     result = {"outputs": live["outputs"], "lint_warnings": report["warnings"]}
-    clean = {x: v for x, v in st.inputs.items() if not x.startswith("_")}
-    s.record("env", f"env:{env}", st.key, result, clean)
+    s.record("env", f"env:{env}", st.key, result, st.inputs)
     s.changed(env)
     return result
 
@@ -245,8 +266,16 @@ def build_status(s: Session, name: str, env: str) -> Status:
             if engine.image_id(rec["result"]["image_id"]):
                 return Status(False, f"image {rec['result']['image_id'][:19]} built from the same inputs is in the engine",
                               k, rec["result"], inputs)
+        # Built elsewhere (another runner, or this engine was pruned): the registry has its content tag.
+        repo_name = push.repository_name(s.ws.app, name)
+        digest = s.target(env).tag_digest(repo_name, f"ck-{k.hex}")
+        if digest:
+            return Status(False, f"not in this engine, but registry {repo_name} has its content tag "
+                                 f"ck-{k.short}… ({digest[:19]})", k,
+                          {"image_id": rec["result"]["image_id"] if rec else None, "digest": digest}, inputs)
+        if rec:
             return Status(True, f"image {rec['result']['image_id'][:19]} was removed from the engine", k, None, inputs)
-        return Status(True, s.why("build", stage_id("build", name, env), inputs), k, None, inputs)
+        return Status(True, s.why("build", stage_id("build", name, env), inputs, k), k, None, inputs)
     return s.memo(("build", name, env), compute)
 
 
@@ -274,8 +303,8 @@ def push_status(s: Session, name: str, env: str) -> Status:
         repo_name = push.repository_name(s.ws.app, name)
         repo_uri = target.repository_uri(repo_name)
         tags = push.required_tags(s.git_tag(), b.key)
-        k = push.key(repo_uri, b.result["image_id"])
-        inputs = {"repository": repo_uri, "image_id": b.result["image_id"], "tags": tags}
+        k = push.key(repo_uri, b.key)
+        inputs = {"repository": repo_uri, "build": b.key.hex, "tags": tags}
         rec = s.cache.get_action("push", k)
         if rec:
             digest = rec["result"]["digest"]
@@ -284,14 +313,26 @@ def push_status(s: Session, name: str, env: str) -> Status:
             missing = sorted(set(tags) - set(rec["result"]["tags"]))
             if missing:
                 return Status(True, f"digest {digest[:19]} is in registry {repo_name}; retag with {', '.join(missing)}",
-                              k, None, {**inputs, "tags": sorted(set(tags) | set(rec["result"]["tags"]))})
+                              k, None, {**inputs, "tags": sorted(set(tags) | set(rec["result"]["tags"])),
+                                        "digest": digest})
             return Status(False, f"digest {digest[:19]} already in registry {repo_name}", k,
                           {**rec["result"], "image": f"{repo_uri}@{digest}"}, inputs)
-        return Status(True, s.why("push", stage_id("push", name, env), inputs), k, None, inputs)
+        digest = b.result.get("digest")
+        if digest:  # pushed by another runner: found by content tag
+            tagged = all(target.tag_digest(repo_name, t) == digest for t in tags)
+            if tagged and push.live(target, repo_name, digest):
+                return Status(False, f"digest {digest[:19]} already in registry {repo_name} with tags "
+                                     f"{', '.join(tags)} (pushed by another runner)", k,
+                              {"digest": digest, "repository_uri": repo_uri, "tags": tags,
+                               "image": f"{repo_uri}@{digest}"}, inputs)
+            return Status(True, f"digest {digest[:19]} is in registry {repo_name}; retag with {', '.join(tags)}",
+                          k, None, {**inputs, "digest": digest})
+        return Status(True, s.why("push", stage_id("push", name, env), inputs, k), k, None, inputs)
     return s.memo(("push", name, env), compute)
 
 
 def run_push(s: Session, name: str, env: str) -> dict:
+    from . import engine
     st = push_status(s, name, env)
     if not st.run:
         return st.result
@@ -301,9 +342,13 @@ def run_push(s: Session, name: str, env: str) -> dict:
     target = s.target(env)
     repo_name = push.repository_name(s.ws.app, name)
     print(f"pushing {name} to {repo_name}: {st.reason}")
-    result = push.apply(target, repo_name, b.result["image_id"], sorted(set(st.inputs["tags"]) | {"latest"}),
-                        s.tags(name, env))
-    s.record("push", stage_id("push", name, env), st.key, result, st.inputs)
+    tags = sorted(set(st.inputs["tags"]) | {"latest"})
+    image_id = b.result.get("image_id")
+    if st.inputs.get("digest") and not (image_id and engine.image_id(image_id)):
+        result = push.retag(target, repo_name, st.inputs["digest"], tags, s.tags(name, env))
+    else:
+        result = push.apply(target, repo_name, image_id, tags, s.tags(name, env))
+    s.record("push", stage_id("push", name, env), st.key, result, {k: v for k, v in st.inputs.items() if k != "digest"})
     s.changed()
     return result
 
@@ -325,7 +370,7 @@ def package_status(s: Session, name: str, env: str) -> Status:
                 and s.cache.get_object(rec["result"]["parameters"]) is not None:
             return Status(False, f"template {rec['result']['template'][:12]} rendered from the same manifest and image",
                           k, rec["result"], inputs)
-        return Status(True, s.why("package", stage_id("package", name, env), inputs), k, None, inputs)
+        return Status(True, s.why("package", stage_id("package", name, env), inputs, k), k, None, inputs)
     return s.memo(("package", name, env), compute)
 
 
@@ -393,7 +438,7 @@ def deploy_status(s: Session, name: str, env: str) -> Status:
         rec = s.cache.get_action("deploy", k)
         if rec:
             return Status(True, why, k, None, inputs)
-        return Status(True, f"{why}; {s.why('deploy', stage_id('deploy', name, env), inputs)}", k, None, inputs)
+        return Status(True, f"{why}; {s.why('deploy', stage_id('deploy', name, env), inputs, k)}", k, None, inputs)
     return s.memo(("deploy", name, env), compute)
 
 

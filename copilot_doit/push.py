@@ -1,6 +1,7 @@
 """Stage 3, push: the built image to the workload's ECR repository `<app>/<name>`.
 
-key:   repository URI and image id. Tags are not in the key: the tags a run needs (the `tag=`/git tag
+key:   repository URI and the build key (content, not the engine's image id: a runner that never built
+       the image can find it by its content tag `ck-<build key>`). Tags are not in the key: the tags a run needs (the `tag=`/git tag
        and the content tag `ck-<build key>`) are compared with the tags recorded for the digest, and a
        missing one is a manifest-only retag (the layers are already there). A dirty worktree has no
        git tag (Copilot's rule), so editing a manifest never re-pushes.
@@ -16,7 +17,7 @@ from .aws import Target, log_api
 from .errors import StageFailed
 from .hashing import Key
 
-SALT = "push/2"
+SALT = "push/3"
 
 
 def repository_name(app: str, workload: str) -> str:
@@ -34,8 +35,16 @@ def required_tags(user_tag: str | None, build_key: Key | None) -> list[str]:
     return sorted(set(tags))
 
 
-def key(repo_uri: str, image_id: str) -> Key:
-    return Key.of(SALT, {"repository": repo_uri, "image_id": image_id})
+def key(repo_uri: str, build_key: Key) -> Key:
+    return Key.of(SALT, {"repository": repo_uri, "build": build_key.hex})
+
+
+def retag(target: Target, repo_name: str, digest: str, tags: list[str], resource_tags: dict) -> dict:
+    """Manifest-only: put new tags on a digest the registry already holds (no engine, no layers)."""
+    repo_uri = target.ensure_repository(repo_name, resource_tags)
+    target.retag(repo_name, digest, tags)
+    print(f"  tagged {repo_uri}@{digest} ({', '.join(tags)}) without pushing layers")
+    return {"digest": digest, "repository_uri": repo_uri, "tags": tags}
 
 
 def apply(target: Target, repo_name: str, image_id: str, tags: list[str], resource_tags: dict) -> dict:

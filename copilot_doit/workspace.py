@@ -155,6 +155,27 @@ def _load_config(ws: Workspace) -> None:
     cache = data.get("cache") or {}
     if not isinstance(cache, dict):
         raise UserError("must be a mapping", file=str(path), field="cache", line=yamlsrc.line_of(lines, ("cache",)))
+    for k in cache:
+        if k != "s3":
+            raise UserError("is not a known cache setting", file=str(path), field=f"cache.{k}",
+                            line=yamlsrc.line_of(lines, ("cache", k)), allowed="s3")
+    s3 = cache.get("s3")
+    if s3 is not None:
+        allowed = ("bucket", "prefix", "expected_owner", "region", "profile", "target")
+        if not isinstance(s3, dict) or not isinstance(s3.get("bucket"), str):
+            raise UserError("needs at least 'bucket: <name>'", file=str(path), field="cache.s3",
+                            line=yamlsrc.line_of(lines, ("cache", "s3")), allowed=", ".join(allowed))
+        for k, v in s3.items():
+            where = ("cache", "s3", k)
+            if k not in allowed:
+                raise UserError("is not a known setting", file=str(path), field=yamlsrc.field_name(where),
+                                line=yamlsrc.line_of(lines, where), allowed=", ".join(allowed))
+            if not isinstance(v, str):
+                raise UserError("must be a string (quote account ids)", file=str(path),
+                                field=yamlsrc.field_name(where), line=yamlsrc.line_of(lines, where))
+        if s3.get("target", "aws") not in TARGETS:
+            raise UserError(f"unknown target '{s3['target']}'", file=str(path), field="cache.s3.target",
+                            line=yamlsrc.line_of(lines, ("cache", "s3", "target")), allowed=", ".join(TARGETS))
     ws.cache_config = cache
 
 

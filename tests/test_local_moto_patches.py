@@ -88,11 +88,11 @@ def test_patch4_noop_update_stack_fails_like_aws(cfn):
 def test_patch5_tags_only_change_set_updates_stack_tags(cfn):
     stack = name()
     tpl = exporter(name())
-    via_change_set(cfn, stack, tpl, tags={"a": "1"})
-    st = via_change_set(cfn, stack, tpl, tags={"a": "2"})
+    via_change_set(cfn, stack, tpl, params={"V": "x"}, tags={"a": "1"})
+    st = via_change_set(cfn, stack, tpl, params={"V": "x"}, tags={"a": "2"})
     assert st.get("StackStatus") == "UPDATE_COMPLETE", st
     assert {t["Key"]: t["Value"] for t in st["Tags"]} == {"a": "2"}
-    same = via_change_set(cfn, stack, tpl, tags={"a": "2"})
+    same = via_change_set(cfn, stack, tpl, params={"V": "x"}, tags={"a": "2"})
     assert same["Status"] == "FAILED" and "didn't contain changes" in same["StatusReason"]
 
 

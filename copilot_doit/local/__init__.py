@@ -54,8 +54,15 @@ class LocalTarget(Target):
             return None
         return lite.ecr_image_digest(e.moto_url, self.settings.region, repo_name, digest=in_registry)
 
-    def registry_digest(self, repo_name: str, reference: str):
-        return lite.registry_digest(self.endpoints.registry, repo_name, reference)
+    def tag_digest(self, repo_name: str, tag: str):
+        """The registry alone: its blobs survive a moto restart, the emulated ECR records do not."""
+        return lite.registry_digest(self.endpoints.registry, repo_name, tag)
+
+    def retag(self, repo_name: str, digest: str, tags: list[str]) -> None:
+        manifest, media_type = lite.registry_manifest(self.endpoints.registry, repo_name, digest)
+        for tag in tags:
+            lite.registry_put_manifest(self.endpoints.registry, repo_name, tag, manifest, media_type)
+        self.after_push(repo_name, digest, tags)
 
     def after_push(self, repo_name, digest, tags) -> None:
         """Register the pushed image in moto's ECR under the registry's digest (else moto invents one)."""

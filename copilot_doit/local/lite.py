@@ -109,3 +109,11 @@ def registry_manifest(registry: str, repo: str, reference: str) -> tuple[bytes, 
     if status != 200:
         raise LiteError(f"registry has no manifest {repo}:{reference} (HTTP {status})")
     return body, headers.get("content-type", "application/vnd.docker.distribution.manifest.v2+json")
+
+
+def registry_put_manifest(registry: str, repo: str, tag: str, manifest: bytes, media_type: str) -> None:
+    log_api("registry", "PutManifest", "local")
+    status, _, body = _request(f"http://{registry}", "PUT", f"/v2/{repo}/manifests/{tag}", manifest,
+                               {"Content-Type": media_type})
+    if status not in (200, 201):
+        raise LiteError(f"registry refused tag {repo}:{tag} (HTTP {status}): {body[:200]!r}")

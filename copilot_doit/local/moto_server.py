@@ -42,6 +42,12 @@ def apply_patches() -> list[str]:
 
     m.CloudFormationBackend.create_change_set = create_change_set
 
+    # 5. (cont.) moto's CreateChangeSet handler raised "No updates are to be performed." when template and
+    #    parameters were equal, ignoring tags; AWS never raises there (an empty change set ends FAILED,
+    #    which the backend above decides, tags included). UpdateStack's no-op check is patch 4.
+    from moto.cloudformation import responses as r
+    r.CloudFormationResponse._validate_different_update = lambda self, *a, **k: None
+
     # 3. execute_change_set did not refresh outputs/parameters, nor register the stack's exports (so a
     #    later stack's Fn::ImportValue failed); 5. nor the stack's tags.
     orig_exec = m.CloudFormationBackend.execute_change_set

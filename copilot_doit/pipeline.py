@@ -192,7 +192,8 @@ def env_status(s: Session, env: str) -> Status:
     def compute():
         k, inputs = env_inputs(s, env)
         rec = s.cache.get_action("env", k)
-        ok, why = stack.live_ok(s.stacks(env), f"{s.ws.app}-{env}", k)
+        ok, why = stack.live_ok(s.stacks(env), f"{s.ws.app}-{env}", k, inputs["parameters"],
+                                (rec or {}).get("result", {}).get("updated"))
         if rec and ok:
             return Status(False, why, k, rec["result"], inputs)
         if not ok and rec:
@@ -226,7 +227,7 @@ def run_env(s: Session, env: str) -> dict:
     live = s.stacks(env).get(name)
     if not live or live["tags"].get(stack.KEY_TAG) != st.key.hex:
         raise StageFailed(f"stack {name} does not carry the deployed key after the update")
-    result = {"outputs": live["outputs"], "lint_warnings": report["warnings"]}
+    result = {"outputs": live["outputs"], "lint_warnings": report["warnings"], "updated": live["updated"]}
     s.record("env", f"env:{env}", st.key, result, st.inputs)
     s.changed(env)
     return result
@@ -430,12 +431,12 @@ def deploy_status(s: Session, name: str, env: str) -> Status:
         k = stack.key(p.result["template"], params, tags)
         inputs = {"template": p.result["template"], "parameters": params, "tags": tags}
         stack_name = s.stack_name(name, env)
-        ok, why = stack.live_ok(s.stacks(env), stack_name, k)
+        rec = s.cache.get_action("deploy", k)
+        ok, why = stack.live_ok(s.stacks(env), stack_name, k, params, (rec or {}).get("result", {}).get("updated"))
         if s.opts.force:
             return Status(True, "force: deploy even if nothing changed", k, None, inputs)
         if ok:
             return Status(False, why, k, {"stack": stack_name}, inputs)
-        rec = s.cache.get_action("deploy", k)
         if rec:
             return Status(True, why, k, None, inputs)
         return Status(True, f"{why}; {s.why('deploy', stage_id('deploy', name, env), inputs, k)}", k, None, inputs)
@@ -475,10 +476,10 @@ def run_deploy(s: Session, name: str, env: str) -> dict:
     elif s.opts.force:
         print(f"  --force: {name} is a Scheduled Job; it has no service to roll (its next run uses the current image)")
     live = s.stacks(env).get(stack_name)
-    ok, why = stack.live_ok(s.stacks(env), stack_name, st.key)
+    ok, why = stack.live_ok(s.stacks(env), stack_name, st.key, st.inputs["parameters"])
     if not ok:
         raise StageFailed(f"after deploying, {why}")
-    result = {"stack": stack_name, "stack_id": out.get("stack_id"), "status": live["status"]}
+    result = {"stack": stack_name, "stack_id": out.get("stack_id"), "status": live["status"], "updated": live["updated"]}
     s.record("deploy", stage_id("deploy", name, env), st.key, result, st.inputs)
     image = st.inputs["parameters"].get("ContainerImage")
     kind = "job" if m.type == JOB else "service"

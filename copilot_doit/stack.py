@@ -31,8 +31,10 @@ def key(template_digest: str, parameters: dict, tags: dict) -> Key:
     return Key.of(SALT, {"template": template_digest, "parameters": parameters, "tags": tags})
 
 
-def live_ok(stacks: dict, name: str, k: Key) -> tuple[bool, str]:
-    """(holds, reason) from one DescribeStacks listing."""
+def live_ok(stacks: dict, name: str, k: Key, parameters: dict | None = None,
+            updated: str | None = None) -> tuple[bool, str]:
+    """(holds, reason) from one DescribeStacks listing. `parameters` and `updated` (recorded after our
+    last deploy) catch a stack changed behind the tool's back while its tags still carry our key."""
     s = stacks.get(name)
     if s is None:
         return False, f"stack {name} does not exist"
@@ -43,6 +45,12 @@ def live_ok(stacks: dict, name: str, k: Key) -> tuple[bool, str]:
         if deployed is None:
             return False, f"stack {name} was not deployed by copilot-doit"
         return False, f"stack {name} was deployed from other inputs (key {deployed[:12]}, now {k.short})"
+    if parameters is not None and s.get("parameters") is not None and s["parameters"] != parameters:
+        changed = sorted(p for p in set(s["parameters"]) | set(parameters)
+                         if s["parameters"].get(p) != parameters.get(p))
+        return False, f"stack {name} parameters were changed outside copilot-doit ({', '.join(changed[:3])})"
+    if updated and s["updated"] and s["updated"] != updated:
+        return False, f"stack {name} was updated outside copilot-doit (at {s['updated']}, we deployed {updated})"
     return True, f"stack {name} is {s['status']} with the same template, parameters and tags (since {s['updated']})"
 
 

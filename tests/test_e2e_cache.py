@@ -166,3 +166,20 @@ def test_each_kind_of_edit_runs_exactly_the_stages_it_feeds(workspace, edit):
     assert ran == expected, out
     again = ws.run("deploy", "name=frontend", "env=test").stdout
     assert set(marks(again).values()) == {"--"}, again
+
+
+def test_stack_changed_behind_the_tools_back_is_redeployed(workspace):
+    ws = workspace
+    ws.run("deploy", "name=frontend", "env=test")
+    cfn = ws.client("cloudformation")
+    name = f"{ws.app}-test-frontend"
+    live = cfn.describe_stacks(StackName=name)["Stacks"][0]
+    params = [{"ParameterKey": p["ParameterKey"], "ParameterValue": p["ParameterValue"] if p["ParameterKey"] != "TaskCount" else "5"}
+              for p in live["Parameters"]]
+    cfn.update_stack(StackName=name, TemplateBody=cfn.get_template(StackName=name)["TemplateBody"],
+                     Parameters=params, Tags=live["Tags"])
+    out = ws.run("deploy", "name=frontend", "env=test").stdout
+    m = marks(out)
+    assert m["deploy:frontend@test"] == "." and m["package:frontend@test"] == "--", out
+    assert "parameters were changed outside copilot-doit (TaskCount)" in out, out
+    assert set(marks(ws.run("deploy", "name=frontend", "env=test").stdout).values()) == {"--"}

@@ -139,7 +139,7 @@ SCHEMAS = {
 ENV_SCHEMA = Fields({
     "name": Str(), "type": Enum("Environment"),
     "network": Fields({"vpc": Fields({
-        "id": Str(r"^vpc-[0-9a-f]+$", "a VPC id"), "cidr": Str(r"^\d+\.\d+\.\d+\.\d+/\d+$", "a CIDR block"),
+        "id": Str(), "cidr": Str(r"^\d+\.\d+\.\d+\.\d+/\d+$", "a CIDR block"),
         "subnets": Fields({"public": ListOf(Fields({"id": Str(), "cidr": Str(), "az": Str()})),
                            "private": ListOf(Fields({"id": Str(), "cidr": Str(), "az": Str()}))})},
         unsupported={"security_group": "custom env security group rules", "flow_logs": "VPC flow logs"})}),

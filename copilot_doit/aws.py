@@ -158,8 +158,36 @@ class Target:
         """Adapt a linted template to what the target can run. Real AWS runs it as is."""
         return template, []
 
-    def template_url_base(self) -> str:
-        return "https://s3.amazonaws.com"
+    # --- the app's artifact bucket (addons templates, env files), content-addressed keys -----------------
+    def artifact_bucket(self, app: str) -> str:
+        return f"copilot-doit-{app}-{self.account_id()}-{self.settings.region}"[:63].rstrip("-")
+
+    def ensure_bucket(self, bucket: str, tags: dict) -> None:
+        s3 = self.client("s3")
+        try:
+            s3.head_bucket(Bucket=bucket, ExpectedBucketOwner=self.account_id())
+            return
+        except s3.exceptions.ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") not in ("404", "NoSuchBucket", "NotFound"):
+                raise
+        kwargs = {} if self.settings.region == "us-east-1" else {
+            "CreateBucketConfiguration": {"LocationConstraint": self.settings.region}}
+        s3.create_bucket(Bucket=bucket, **kwargs)
+        s3.put_bucket_tagging(Bucket=bucket, Tagging={"TagSet": [{"Key": k, "Value": v} for k, v in tags.items()]})
+
+    def upload(self, bucket: str, key: str, body: bytes) -> None:
+        """Content-addressed keys: an object already there holds these bytes, so it is not written again."""
+        s3 = self.client("s3")
+        try:
+            s3.head_object(Bucket=bucket, Key=key, ExpectedBucketOwner=self.account_id())
+            return
+        except s3.exceptions.ClientError:
+            pass
+        s3.put_object(Bucket=bucket, Key=key, Body=body, ExpectedBucketOwner=self.account_id())
+
+    def object_url(self, bucket: str, key: str) -> str:
+        """HTTPS URL CloudFormation reads a nested template from."""
+        return f"https://{bucket}.s3.{self.settings.region}.amazonaws.com/{key}"
 
     def close(self) -> None:
         pass

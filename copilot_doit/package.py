@@ -1,8 +1,8 @@
 """Stage 4, package: the resolved manifest (+ addons) rendered into a CloudFormation template.
 
 key:   the resolved per-environment manifest in canonical JSON (key order, YAML layout and comments do
-       not matter), the image reference (by digest for built images), the env stack's key, the addons
-       digest, the template recipe version.
+       not matter), the image reference (by digest for built images), the env stack's key, the digests
+       of the addons folder and env file (and where they are uploaded), the template recipe version.
 apply: render (templates/ builds dicts), dump deterministic YAML; template and parameters go into the
        cache's objects. Same inputs, same bytes. Result: {"template", "parameters"} (object digests).
 """
@@ -24,8 +24,10 @@ def key(m: Manifest, app: str, env: str, image_ref: str, env_key: str, addons: d
     })
 
 
-def apply(cache: Cache, m: Manifest, app: str, env: str, image_ref: str, addons: dict | None = None) -> dict:
-    template, params = render(RenderInput(manifest=m, app=app, env=env, image=image_ref, addons=addons))
+def apply(cache: Cache, m: Manifest, app: str, env: str, image_ref: str, addons: dict | None = None,
+          env_file_arn: str = "") -> dict:
+    template, params = render(RenderInput(manifest=m, app=app, env=env, image=image_ref, addons=addons,
+                                          env_file_arn=env_file_arn))
     body = dump(template).encode()
     return {"template": cache.put_object(body), "parameters": cache.put_object(canonical_json(params).encode()),
             "size": len(body)}

@@ -177,7 +177,8 @@ def env_inputs(s: Session, env: str) -> tuple[Key, dict]:
     function of those, so it is rendered only when the stage runs (not on every no-op)."""
     em = s.env_manifests[env]
     tags = {"copilot-application": s.ws.app, "copilot-environment": env}
-    inputs = {"manifest": em.data, "recipe": RECIPE_VERSION, "parameters": {"AppName": s.ws.app, "EnvironmentName": env},
+    from .templates.env import RECIPE
+    inputs = {"manifest": em.data, "recipe": RECIPE, "parameters": {"AppName": s.ws.app, "EnvironmentName": env},
               "tags": tags}
     return Key.of(ENV_SALT, inputs), inputs
 
@@ -354,6 +355,27 @@ def run_push(s: Session, name: str, env: str) -> dict:
     return result
 
 
+def artifact_inputs(s: Session, name: str, env: str) -> dict:
+    """Digests of the workload's local artifacts (addons folder, env_file), for the package key."""
+    from .hashing import tree_digest, walk_tree
+    m = s.manifests[(name, env)]
+    out: dict = {"addons": None, "env_file": None}
+    folder = s.ws.addons_dir(name)
+    if folder.is_dir():
+        out["addons"] = tree_digest(walk_tree(str(folder), s.stat_cache))
+    env_file = m.data.get("env_file")
+    if env_file:
+        path = s.ws.root / env_file
+        if not path.is_file():
+            m.fail(("env_file",), f"{path} does not exist", allowed="a path relative to the workspace root")
+        out["env_file"] = s.stat_cache.file_digest(str(path))
+    if out["addons"] or out["env_file"]:
+        target = s.target(env)
+        bucket = target.artifact_bucket(s.ws.app)
+        out["url"] = target.object_url(bucket, "")  # where artifacts live (the local port is part of it)
+    return out
+
+
 def package_status(s: Session, name: str, env: str) -> Status:
     def compute():
         p = push_status(s, name, env)
@@ -364,15 +386,46 @@ def package_status(s: Session, name: str, env: str) -> Status:
             return Status(True, f"after env:{env}")
         m = s.manifests[(name, env)]
         image = p.result["image"]
-        k = package.key(m, s.ws.app, env, image, e.key.hex)
-        inputs = {"manifest": m.data, "image": image, "env_key": e.key.hex, "recipe": RECIPE_VERSION, "addons": None}
+        arts = artifact_inputs(s, name, env)
+        k = package.key(m, s.ws.app, env, image, e.key.hex, arts)
+        inputs = {"manifest": m.data, "image": image, "env_key": e.key.hex, "recipe": RECIPE_VERSION, "addons": arts}
         rec = s.cache.get_action("package", k)
-        if rec and s.cache.get_object(rec["result"]["template"]) is not None \
-                and s.cache.get_object(rec["result"]["parameters"]) is not None:
+        if rec and all(s.cache.get_object(rec["result"][x]) is not None
+                       for x in ("template", "parameters", "addons") if rec["result"].get(x)):
             return Status(False, f"template {rec['result']['template'][:12]} rendered from the same manifest and image",
                           k, rec["result"], inputs)
         return Status(True, s.why("package", stage_id("package", name, env), inputs, k), k, None, inputs)
     return s.memo(("package", name, env), compute)
+
+
+def upload_artifacts(s: Session, name: str, env: str) -> tuple[dict | None, str, bytes | None]:
+    """Addons template and env file to the app bucket under content-addressed keys (as Copilot).
+    Returns (addons render input, env file ARN, addons template body)."""
+    import hashlib
+    from . import addons
+    m = s.manifests[(name, env)]
+    packaged = addons.package(s.ws.addons_dir(name))
+    env_file = m.data.get("env_file")
+    if not packaged and not env_file:
+        return None, "", None
+    target = s.target(env)
+    bucket = target.artifact_bucket(s.ws.app)
+    target.ensure_bucket(bucket, {"copilot-application": s.ws.app})
+    addons_input, body, arn = None, None, ""
+    if packaged:
+        body = dump(packaged["template"]).encode()
+        key = addons.s3_key(name, body)
+        target.upload(bucket, key, body)
+        addons_input = {"url": target.object_url(bucket, key), "parameters": packaged["parameters"],
+                        "outputs": packaged["outputs"]}
+        print(f"  addons: {len(addons.template_files(s.ws.addons_dir(name)))} template(s) merged, uploaded to s3://{bucket}/{key}")
+    if env_file:
+        data = (s.ws.root / env_file).read_bytes()
+        key = f"manual/env-files/{Path(env_file).name}/{hashlib.sha256(data).hexdigest()}.env"
+        target.upload(bucket, key, data)
+        arn = f"arn:aws:s3:::{bucket}/{key}"
+        print(f"  env file {env_file} uploaded to s3://{bucket}/{key}")
+    return addons_input, arn, body
 
 
 def run_package(s: Session, name: str, env: str) -> dict:
@@ -383,7 +436,10 @@ def run_package(s: Session, name: str, env: str) -> dict:
         raise StageFailed(f"package:{name}@{env} cannot run before its upstream stages: {st.reason}")
     m = s.manifests[(name, env)]
     print(f"packaging {name} for {env}: {st.reason}")
-    result = package.apply(s.cache, m, s.ws.app, env, st.inputs["image"])
+    addons_input, env_file_arn, addons_body = upload_artifacts(s, name, env)
+    result = package.apply(s.cache, m, s.ws.app, env, st.inputs["image"], addons_input, env_file_arn)
+    if addons_body is not None:
+        result["addons"] = s.cache.put_object(addons_body)
     s.record("package", stage_id("package", name, env), st.key, result, st.inputs)
     s.changed()
     return result
@@ -395,7 +451,7 @@ def lint_status(s: Session, name: str, env: str) -> Status:
         if p.run:
             return Status(True, f"after package:{name}@{env}")
         region = s.target(env).settings.region
-        k = lint.key(p.result["template"], region)
+        k = lint.key(p.result["template"] + p.result.get("addons", ""), region)
         rec = s.cache.get_action("lint", k)
         if rec and not rec["result"]["errors"]:
             w = rec["result"]["warnings"]
@@ -414,8 +470,11 @@ def run_lint(s: Session, name: str, env: str) -> dict:
     p = package_status(s, name, env)
     if p.run:
         raise StageFailed(f"lint:{name}@{env} cannot run before package:{name}@{env}")
-    body = s.cache.get_object(p.result["template"]).decode()
-    result = lint_body(s, body, s.target(env).settings.region, f"{s.stack_name(name, env)}.yml")
+    region = s.target(env).settings.region
+    if p.result.get("addons"):
+        lint_body(s, s.cache.get_object(p.result["addons"]).decode(), region, f"{name}/addons (merged)")
+    result = lint_body(s, s.cache.get_object(p.result["template"]).decode(), region, f"{s.stack_name(name, env)}.yml")
+    s.cache.put_action("lint", st.key, result)
     s.changed()
     return result
 

@@ -81,9 +81,10 @@ class LocalTarget(Target):
     def compat(self, template: dict, missing_imports=None):
         return compat.adapt(template, missing_imports)
 
-    def template_url_base(self) -> str:
-        # moto resolves nested-stack TemplateURLs path-style only when the host says "localhost".
-        return self.endpoints.moto_url.replace("127.0.0.1", "localhost")
+    def object_url(self, bucket: str, key: str) -> str:
+        # moto resolves nested-stack TemplateURLs path-style only when the host says "localhost"
+        # (research/feasibility.md §1.b.5); the port changes when moto restarts, and so does this URL.
+        return f"{self.endpoints.moto_url.replace('127.0.0.1', 'localhost')}/{bucket}/{key}"
 
 
 __all__ = ["LocalTarget", "log_api"]

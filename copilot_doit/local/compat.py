@@ -91,19 +91,21 @@ def _prune(value, refs: _Refs, path: str, notes: list[str]):
             if keep:
                 out[k] = nv
             else:
-                notes.append(f"removed {path}.{k} (refers to a resource the emulator lacks)")
+                notes.append(f"removed {path}.{k} (refers to a resource or nested-stack output the emulator lacks)")
         return out, True
     if isinstance(value, list):
         out = []
         for i, v in enumerate(value):
             nv, keep = _prune(v, refs, f"{path}[{i}]", notes)
             # A list item that lost a field is dropped whole: half a registry/load-balancer entry is worse.
-            if keep and not (isinstance(v, dict) and not _is_intrinsic(v) and len(nv) < len(v)):
+            if not keep:
+                notes.append(f"removed {path}[{i}] (refers to a resource or nested-stack output the emulator lacks)")
+            elif not (isinstance(v, dict) and not _is_intrinsic(v) and len(nv) < len(v)):
                 out.append(nv)
-            elif keep:
+            else:
                 # The item lost a field: drop it whole, and report the item rather than the field.
                 notes[:] = [n for n in notes if not n.startswith(f"removed {path}[{i}].")]
-                notes.append(f"removed {path}[{i}] (refers to a resource the emulator lacks)")
+                notes.append(f"removed {path}[{i}] (refers to a resource or nested-stack output the emulator lacks)")
         return out, True
     return value, True
 

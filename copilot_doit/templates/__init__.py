@@ -1,13 +1,14 @@
 """CloudFormation built as data: dicts in, deterministic YAML out.
 
-`RECIPE_VERSION` is part of every package key: bump it when any template module changes its output,
-so every workload is re-packaged (and, where the template really differs, redeployed).
+`RECIPE_VERSION` is part of every package key: bump it when the workload templates change their output,
+so every workload is re-packaged (and, where the template really differs, redeployed). The environment
+template has its own, `env.RECIPE`.
 """
 from __future__ import annotations
 
 import yaml
 
-RECIPE_VERSION = "templates/1"
+RECIPE_VERSION = "templates/3"
 
 
 class _Dumper(yaml.SafeDumper):

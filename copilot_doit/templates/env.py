@@ -6,6 +6,9 @@ from __future__ import annotations
 
 from . import getatt, ref, sub
 
+# Bump when this module's output changes: every environment stack is then re-rendered and updated.
+RECIPE = "env/1"
+
 EXPORTS = ("VpcId", "PublicSubnets", "PrivateSubnets", "ClusterId", "EnvironmentSecurityGroup",
            "PublicLoadBalancerDNSName", "HTTPListenerArn", "InternalLoadBalancerDNSName",
            "InternalHTTPListenerArn", "ServiceDiscoveryNamespaceID")

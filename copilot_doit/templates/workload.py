@@ -120,12 +120,10 @@ class Builder:
         if self.m.type != JOB:  # a job runs one task per trigger; Copilot sends an unused TaskCount
             self.param("TaskCount", self.task_count())
         if ri.addons:  # Copilot always sends it (""); unused it is a cfn-lint W2001 warning
-            self.param("AddonsTemplateURL", ri.addons["url"], default="")
+            self.param("AddonsTemplateURL", ri.addons["url"])
         if ri.env_file_arn:  # decided at render time: moto mishandles Fn::If/AWS::NoValue in lists
             self.param("EnvFileARN", ri.env_file_arn, default="")
         self.param("LogRetention", (d.get("logging") or {}).get("retention", LOG_RETENTION_DEFAULT), "Number")
-        if ri.addons:
-            self.conditions["HasAddons"] = {"Fn::Not": [{"Fn::Equals": [ref("AddonsTemplateURL"), ""]}]}
 
     def task_count(self) -> int:
         count = self.d.get("count", 1)
@@ -425,7 +423,9 @@ class Builder:
             return
         params = {"App": ref("AppName"), "Env": ref("EnvName"), "Name": ref("WorkloadName")}
         params.update(addons.get("parameters") or {})
-        self.resources["AddonsStack"] = {"Type": "AWS::CloudFormation::Stack", "Condition": "HasAddons",
+        # Copilot guards this with `Condition: HasAddons`; here the stack exists only when there are addons,
+        # so the GetAtts on its outputs need no guard (and cfn-lint has nothing to warn about).
+        self.resources["AddonsStack"] = {"Type": "AWS::CloudFormation::Stack",
                                          "Properties": {"Parameters": params, "TemplateURL": ref("AddonsTemplateURL")}}
 
     def template(self, description: str) -> tuple[dict, dict]:

@@ -51,6 +51,9 @@ def setup(base: Path) -> tuple[Path, dict, str]:
     app = "b" + uuid.uuid4().hex[:8]
     (root / "manifests" / ".workspace").write_text(f"application: {app}\n")
     env = dict(os.environ, PYTHONPATH=str(REPO))
+    # This machine sets PYTHONDONTWRITEBYTECODE=1, which makes every run re-compile every module (~60 ms
+    # for copilot-doit alone). A user's machine keeps .pyc files: measure that, for both sides alike.
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     env.setdefault("COPILOT_DOIT_LOCAL_DIR", str(base / "local"))
     sh(["git", "init", "-q"], root, env)
     sh(["git", "add", "-A"], root, env)

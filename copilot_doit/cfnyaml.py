@@ -10,7 +10,7 @@ import yaml
 from .errors import UserError
 
 
-class _Loader(yaml.SafeLoader):
+class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
     pass
 
 

@@ -57,11 +57,13 @@ ALB_HEALTH = OneOf(Str(desc="a path"),
                            "interval": Duration(), "timeout": Duration(), "grace_period": Duration()},
                           desc="a target group healthcheck"))
 SCALE_TARGET = OneOf(Int(1, 100), Fields({"value": Int(1, 100), "cooldown": Fields({"in": Duration(), "out": Duration()})}))
+REQUESTS_TARGET = OneOf(Int(1, 1_000_000), Fields({"value": Int(1, 1_000_000),
+                                                    "cooldown": Fields({"in": Duration(), "out": Duration()})}))
 RANGE = OneOf(Str(r"^\d+-\d+$", "a range such as 1-10"), Fields({"min": Int(0), "max": Int(1)}, required=("min", "max")))
 COUNT = OneOf(Int(0, 10000), Fields(
-    {"range": RANGE, "cpu_percentage": SCALE_TARGET, "memory_percentage": SCALE_TARGET,
+    {"range": RANGE, "cpu_percentage": SCALE_TARGET, "memory_percentage": SCALE_TARGET, "requests": REQUESTS_TARGET,
      "cooldown": Fields({"in": Duration(), "out": Duration()})},
-    unsupported={"spot": "Fargate Spot capacity providers", "requests": "request-count scaling",
+    unsupported={"spot": "Fargate Spot capacity providers",
                  "response_time": "response-time scaling", "queue_delay": "queue-delay scaling"},
     desc="an autoscaling mapping"))
 SIDECAR = Fields({"port": Int(1, 65535), "image": Str(), "variables": MapOf(VARIABLE, ENV_VAR_NAME),
@@ -327,8 +329,12 @@ def _validate_semantics(m: Manifest) -> None:
         lo, hi = (map(int, rng.split("-")) if isinstance(rng, str) else (rng["min"], rng["max"]))
         if lo > hi:
             m.fail(("count", "range"), f"min {lo} is greater than max {hi}")
-        if not any(count.get(k) is not None for k in ("cpu_percentage", "memory_percentage")):
-            m.fail(("count",), "an autoscaling range needs a target", allowed="cpu_percentage, memory_percentage")
+        if not any(count.get(k) is not None for k in ("cpu_percentage", "memory_percentage", "requests")):
+            m.fail(("count",), "an autoscaling range needs a target",
+                   allowed="cpu_percentage, memory_percentage, requests")
+        if count.get("requests") is not None and not isinstance(d.get("http"), dict) and not (
+                m.type == LBWS and d.get("http") is None):
+            m.fail(("count", "requests"), "request-count scaling needs the workload behind a load balancer (http)")
     if m.type in (LBWS,):
         if image.get("port") is None and d.get("http") is not False:
             m.fail(("image", "port"), "is required for a Load Balanced Web Service with http")

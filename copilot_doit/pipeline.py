@@ -102,6 +102,7 @@ class Session:
         self._targets: dict[str, Target] = {}
         self._stacks: dict[str, dict] = {}
         self._memo: dict = {}
+        self._registry: dict = {}
         self._git_tag = ...
         # Every selected manifest is read and validated up front: a mistake stops the run before
         # anything is applied, with file, field and line.
@@ -122,6 +123,14 @@ class Session:
             self._stacks[env] = self.target(env).describe_stacks()
         return self._stacks[env]
 
+    def in_registry(self, env: str, repo_name: str, digest: str) -> bool:
+        """Registry holds the digest: asked once per (registry, repository, digest) per run, not per env."""
+        t = self.target(env)
+        where = (t.kind, t.settings.region, t.settings.profile, repo_name, digest)
+        if where not in self._registry:
+            self._registry[where] = push.live(t, repo_name, digest)
+        return self._registry[where]
+
     def git_tag(self) -> str | None:
         if self.opts.tag:
             return self.opts.tag
@@ -133,6 +142,7 @@ class Session:
     def changed(self, env: str | None = None) -> None:
         """Forget memoised statuses (and the env's stack listing) after a stage changed the world."""
         self._memo.clear()
+        self._registry.clear()
         if env is not None:
             self._stacks.pop(env, None)
 
@@ -172,20 +182,41 @@ def stage_id(stage: str, name: str, env: str) -> str:
 ENV_SALT = "env/2"
 
 
+def env_needs(s: Session, env: str) -> dict:
+    """Which shared resources the workspace's workloads need in this environment (all of them, not
+    only the selected ones: deploying one service must not remove another's load balancer)."""
+    import sys
+    from .manifest import BACKEND, LBWS
+    needs = {"public_alb": False, "internal_alb": False}
+    for name in s.ws.workloads:
+        try:
+            m = s.manifests.get((name, env)) or load_workload(s.ws.manifest_path(name), s.ws.app, env, name)
+        except UserError as exc:
+            print(f"warning: {exc}; keeping every load balancer of {env} in case {name} uses one", file=sys.stderr)
+            return {"public_alb": True, "internal_alb": True}
+        http = m.data.get("http")
+        if m.type == LBWS and http is not False:
+            needs["public_alb"] = True
+        if m.type == BACKEND and isinstance(http, dict):
+            needs["internal_alb"] = True
+    return needs
+
+
 def env_inputs(s: Session, env: str) -> tuple[Key, dict]:
-    """The env stack's key: its manifest, the recipe version and the tags. The template is a pure
-    function of those, so it is rendered only when the stage runs (not on every no-op)."""
+    """The env stack's key: its manifest, what the workloads need from it, the recipe version and the
+    tags. The template is a pure function of those, rendered only when the stage runs."""
     em = s.env_manifests[env]
     tags = {"copilot-application": s.ws.app, "copilot-environment": env}
     from .templates.env import RECIPE
     inputs = {"manifest": em.data, "recipe": RECIPE, "parameters": {"AppName": s.ws.app, "EnvironmentName": env},
-              "tags": tags}
+              "tags": tags, "needs": env_needs(s, env)}
     return Key.of(ENV_SALT, inputs), inputs
 
 
 def env_template(s: Session, env: str) -> str:
     from .templates.env import render
-    template, _ = render(s.ws.app, env, s.env_manifests[env].data, {})
+    needs = env_status(s, env).inputs["needs"]
+    template, _ = render(s.ws.app, env, s.env_manifests[env].data, {}, **needs)
     return dump(template)
 
 
@@ -310,7 +341,7 @@ def push_status(s: Session, name: str, env: str) -> Status:
         rec = s.cache.get_action("push", k)
         if rec:
             digest = rec["result"]["digest"]
-            if not push.live(target, repo_name, digest):
+            if not s.in_registry(env, repo_name, digest):
                 return Status(True, f"digest {digest[:19]} is no longer in registry {repo_name}", k, None, inputs)
             missing = sorted(set(tags) - set(rec["result"]["tags"]))
             if missing:
@@ -388,7 +419,7 @@ def package_status(s: Session, name: str, env: str) -> Status:
         image = p.result["image"]
         arts = artifact_inputs(s, name, env)
         k = package.key(m, s.ws.app, env, image, e.key.hex, arts)
-        inputs = {"manifest": m.data, "image": image, "env_key": e.key.hex, "recipe": RECIPE_VERSION, "addons": arts}
+        inputs = {"manifest": m.data, "image": image, "env_key": e.key.hex, "recipe": RECIPE_VERSION, "artifacts": arts}
         rec = s.cache.get_action("package", k)
         if rec and all(s.cache.get_object(rec["result"][x]) is not None
                        for x in ("template", "parameters", "addons") if rec["result"].get(x)):

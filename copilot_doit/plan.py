@@ -62,8 +62,13 @@ def explain(stage: str, old: dict | None, new: dict) -> str:
             parts.append("the environment stack changed")
         if old.get("recipe") != new.get("recipe"):
             parts.append(f"template recipe changed ({old.get('recipe')} -> {new.get('recipe')})")
-        if old.get("addons") != new.get("addons"):
+        oa, na = old.get("artifacts") or {}, new.get("artifacts") or {}
+        if oa.get("addons") != na.get("addons"):
             parts.append("addons changed")
+        if oa.get("env_file") != na.get("env_file"):
+            parts.append("env file changed")
+        if oa.get("url") != na.get("url") and oa.get("url") and na.get("url"):
+            parts.append("the artifact bucket's address changed")
     elif stage == "deploy":
         if old.get("template") != new.get("template"):
             parts.append("template changed")

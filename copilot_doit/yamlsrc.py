@@ -18,7 +18,11 @@ Path_ = tuple
 _VAR = re.compile(r"(\\?)\$\{([_a-zA-Z][_a-zA-Z0-9]*)\}")
 
 
-class _Loader(yaml.SafeLoader):
+# libyaml's parser when present (~10x faster than PyYAML's pure-Python one; marks still give lines).
+_BaseLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _Loader(_BaseLoader):
     """YAML 1.2 booleans, as Copilot's yaml.v3: only true/false, so `on:` and `yes` stay strings."""
 
 
@@ -28,7 +32,7 @@ _Loader.yaml_implicit_resolvers = {
 }
 _Loader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
                               list("tTfF"))
-_resolver = _Loader.__mro__[0]("")  # a resolver with the rules above (the stream is never read)
+_resolver = _Loader("")  # a resolver with the rules above (its stream is never read)
 
 
 class _Constructor(yaml.constructor.SafeConstructor):
@@ -108,7 +112,7 @@ def load(path, text: str, variables: dict | None = None, interpolate_values: boo
                         arr = None
                     if isinstance(arr, list) and all(isinstance(x, str) for x in arr):
                         return arr
-                if n.style is None:
+                if not n.style:  # plain scalar (PyYAML says None, libyaml says ""): re-type after interpolation
                     tag = _resolver.resolve(yaml.ScalarNode, new, (True, False))
                     n = yaml.ScalarNode(tag, new, n.start_mark, n.end_mark, n.style)
                 else:

@@ -26,6 +26,10 @@ def test_first_deploy_then_noop(workspace):
     images = ws.client("ecr").describe_images(repositoryName=f"{ws.app}/frontend", imageIds=[{"imageDigest": digest}])
     assert images["imageDetails"][0]["imageDigest"] == digest
     assert "local compat: removed resource DiscoveryService" in first.stdout
+    nested = [s for s in ws.client("cloudformation").describe_stacks()["Stacks"]
+              if s["StackName"].startswith(f"{ws.app}-test-frontend-AddonsStack")]
+    assert nested and nested[0]["StackStatus"] == "CREATE_COMPLETE"      # the addons nested stack
+    assert f"{ws.app}-test-frontend-orders" in ws.client("dynamodb").list_tables()["TableNames"]
 
     t0 = time.monotonic()
     second = ws.run("deploy", "name=frontend", "env=test")
@@ -195,3 +199,19 @@ def test_failed_stack_operation_reports_reason(workspace):
     # Nothing was marked done: the next run tries the stack again.
     retry = ws.run("deploy", "name=mailer", "env=prod", check=False)
     assert marks(retry.stdout).get("deploy:mailer@prod") == ".", retry.stdout
+
+
+def test_backend_and_worker_deploy_and_env_file_is_uploaded(workspace):
+    ws = workspace
+    out = ws.run("deploy", "name=api,worker", "env=test").stdout
+    assert "deployed service api to test" in out and "deployed service worker to test" in out, out
+    stacks = ws.client("cloudformation").describe_stacks()["Stacks"]
+    params = {p["ParameterKey"]: p["ParameterValue"]
+              for s in stacks if s["StackName"] == f"{ws.app}-test-api" for p in s["Parameters"]}
+    arn = params["EnvFileARN"]
+    bucket, key = arn.removeprefix("arn:aws:s3:::").split("/", 1)
+    body = ws.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
+    assert body == (ws.manifests / "api" / "api.env").read_bytes()
+    assert key.startswith("manual/env-files/api.env/")
+    again = ws.run("deploy", "name=api,worker", "env=test").stdout
+    assert set(marks(again).values()) == {"--"}, again

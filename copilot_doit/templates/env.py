@@ -7,11 +7,11 @@ from __future__ import annotations
 from . import getatt, ref, sub
 
 # Bump when this module's output changes: every environment stack is then re-rendered and updated.
-RECIPE = "env/1"
+RECIPE = "env/2"
 
 EXPORTS = ("VpcId", "PublicSubnets", "PrivateSubnets", "ClusterId", "EnvironmentSecurityGroup",
-           "PublicLoadBalancerDNSName", "HTTPListenerArn", "InternalLoadBalancerDNSName",
-           "InternalHTTPListenerArn", "ServiceDiscoveryNamespaceID")
+           "PublicLoadBalancerDNSName", "HTTPListenerArn", "PublicLoadBalancerFullName", "InternalLoadBalancerDNSName",
+           "InternalHTTPListenerArn", "InternalLoadBalancerFullName", "ServiceDiscoveryNamespaceID")
 
 
 def _subnets(kind: str, cidrs: list[str], public: bool) -> dict:
@@ -30,8 +30,18 @@ def _subnets(kind: str, cidrs: list[str], public: bool) -> dict:
     return res
 
 
-def render(app: str, env: str, manifest: dict, tags: dict) -> tuple[dict, dict]:
-    """(template, parameters) for the environment stack."""
+PUBLIC_ALB = ("PublicLoadBalancerSecurityGroup", "PublicLoadBalancer", "HTTPListener",
+              "EnvironmentSecurityGroupIngressFromPublicALB", "PublicLoadBalancerDNSName", "HTTPListenerArn",
+              "PublicLoadBalancerFullName")
+INTERNAL_ALB = ("InternalLoadBalancerSecurityGroup", "InternalLoadBalancer", "InternalHTTPListener",
+                "EnvironmentSecurityGroupIngressFromInternalALB", "InternalLoadBalancerSecurityGroupIngressFromEnvironment",
+                "InternalLoadBalancerDNSName", "InternalHTTPListenerArn", "InternalLoadBalancerFullName")
+
+
+def render(app: str, env: str, manifest: dict, tags: dict, public_alb: bool = True,
+           internal_alb: bool = True) -> tuple[dict, dict]:
+    """(template, parameters) for the environment stack. Load balancers exist only when a workload of
+    the workspace needs them (Copilot does this lazily through its EnvController custom resource)."""
     vpc_cfg = (manifest.get("network") or {}).get("vpc") or {}
     insights = bool((manifest.get("observability") or {}).get("container_insights", False))
     imported = vpc_cfg.get("id")
@@ -132,10 +142,18 @@ def render(app: str, env: str, manifest: dict, tags: dict) -> tuple[dict, dict]:
         "EnvironmentSecurityGroup": out("EnvironmentSecurityGroup", ref("EnvironmentSecurityGroup")),
         "PublicLoadBalancerDNSName": out("PublicLoadBalancerDNSName", getatt("PublicLoadBalancer", "DNSName")),
         "HTTPListenerArn": out("HTTPListenerArn", ref("HTTPListener")),
+        "PublicLoadBalancerFullName": out("PublicLoadBalancerFullName", getatt("PublicLoadBalancer", "LoadBalancerFullName")),
         "InternalLoadBalancerDNSName": out("InternalLoadBalancerDNSName", getatt("InternalLoadBalancer", "DNSName")),
         "InternalHTTPListenerArn": out("InternalHTTPListenerArn", ref("InternalHTTPListener")),
+        "InternalLoadBalancerFullName": out("InternalLoadBalancerFullName",
+                                            getatt("InternalLoadBalancer", "LoadBalancerFullName")),
         "ServiceDiscoveryNamespaceID": out("ServiceDiscoveryNamespaceID", getatt("ServiceDiscoveryNamespace", "Id")),
     }
+    for wanted, names in ((public_alb, PUBLIC_ALB), (internal_alb, INTERNAL_ALB)):
+        if not wanted:
+            for n in names:
+                resources.pop(n, None)
+                outputs.pop(n, None)
     template = {
         "AWSTemplateFormatVersion": "2010-09-09",
         "Description": f"copilot-doit environment {env} of application {app}",

@@ -122,7 +122,7 @@ class Builder:
         if ri.addons:  # Copilot always sends it (""); unused it is a cfn-lint W2001 warning
             self.param("AddonsTemplateURL", ri.addons["url"])
         if ri.env_file_arn:  # decided at render time: moto mishandles Fn::If/AWS::NoValue in lists
-            self.param("EnvFileARN", ri.env_file_arn, default="")
+            self.param("EnvFileARN", ri.env_file_arn)
         self.param("LogRetention", (d.get("logging") or {}).get("retention", LOG_RETENTION_DEFAULT), "Number")
 
     def task_count(self) -> int:
@@ -337,7 +337,8 @@ class Builder:
                            "ecs.application-autoscaling.amazonaws.com/AWSServiceRoleForApplicationAutoScaling_ECSService")}}
         cooldown = count.get("cooldown") or {}
         for key, metric, logical in (("cpu_percentage", "ECSServiceAverageCPUUtilization", "AutoScalingPolicyCPU"),
-                                     ("memory_percentage", "ECSServiceAverageMemoryUtilization", "AutoScalingPolicyMemory")):
+                                     ("memory_percentage", "ECSServiceAverageMemoryUtilization", "AutoScalingPolicyMemory"),
+                                     ("requests", "ALBRequestCountPerTarget", "AutoScalingPolicyRequests")):
             target = count.get(key)
             if target is None:
                 continue
@@ -345,12 +346,16 @@ class Builder:
             if isinstance(target, dict):
                 cd = {**cooldown, **(target.get("cooldown") or {})}
                 target = target["value"]
+            spec = {"PredefinedMetricType": metric}
+            if key == "requests":  # <load balancer full name>/<target group full name>
+                lb = "InternalLoadBalancerFullName" if self.m.type == BACKEND else "PublicLoadBalancerFullName"
+                spec["ResourceLabel"] = {"Fn::Join": ["/", [import_env(lb), getatt("TargetGroup", "TargetGroupFullName")]]}
             self.resources[logical] = {"Type": "AWS::ApplicationAutoScaling::ScalingPolicy", "Properties": {
                 "PolicyName": {"Fn::Join": ["-", [ref("WorkloadName"), metric]]},
                 "PolicyType": "TargetTrackingScaling",
                 "ScalingTargetId": ref("AutoScalingTarget"),
                 "TargetTrackingScalingPolicyConfiguration": {
-                    "PredefinedMetricSpecification": {"PredefinedMetricType": metric},
+                    "PredefinedMetricSpecification": spec,
                     "ScaleInCooldown": _seconds(cd.get("in", "2m")),
                     "ScaleOutCooldown": _seconds(cd.get("out", "1m")),
                     "TargetValue": target}}}

@@ -83,7 +83,8 @@ COMMON = {
     "variables": MapOf(VARIABLE, ENV_VAR_NAME), "secrets": MapOf(SECRET, ENV_VAR_NAME),
     "env_file": Str(r".*\.env$", "a path ending in .env"),
     "network": Fields({"vpc": VPC}, unsupported={"connect": "Service Connect"}),
-    "logging": Fields({"retention": Enum(1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1827, 3653)},
+    "logging": Fields({"retention": Enum(1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557,
+                                        2922, 3288, 3653)},
                       unsupported={k: "FireLens log routing" for k in
                                    ("image", "destination", "enableMetadata", "secretOptions", "configFilePath",
                                     "variables", "secrets", "env_file")}),

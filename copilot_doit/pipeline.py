@@ -312,6 +312,17 @@ def build_status(s: Session, name: str, env: str) -> Status:
     return s.memo(("build", name, env), compute)
 
 
+def runnable(s: Session, stage: str, name: str, env: str) -> Status | None:
+    """The stage's status if it must run now, None if it is up to date. A stage whose upstream has not
+    produced its result yet cannot run: that is doit being asked for it out of order."""
+    st = STATUS[stage](s, name, env)
+    if not st.run:
+        return None
+    if st.key is None:
+        raise StageFailed(f"{stage}:{name}@{env} cannot run before its upstream stages: {st.reason}")
+    return st
+
+
 def run_build(s: Session, name: str, env: str) -> dict:
     st = build_status(s, name, env)
     if not st.run:
@@ -366,11 +377,9 @@ def push_status(s: Session, name: str, env: str) -> Status:
 
 def run_push(s: Session, name: str, env: str) -> dict:
     from . import engine
-    st = push_status(s, name, env)
-    if not st.run:
-        return st.result
-    if st.key is None:
-        raise StageFailed(f"push:{name}@{env} cannot run before build:{name}@{env}")
+    st = runnable(s, "push", name, env)
+    if st is None:
+        return push_status(s, name, env).result
     b = build_status(s, name, env)
     target = s.target(env)
     repo_name = push.repository_name(s.ws.app, name)
@@ -460,11 +469,9 @@ def upload_artifacts(s: Session, name: str, env: str) -> tuple[dict | None, str,
 
 
 def run_package(s: Session, name: str, env: str) -> dict:
-    st = package_status(s, name, env)
-    if not st.run:
-        return st.result
-    if st.key is None:
-        raise StageFailed(f"package:{name}@{env} cannot run before its upstream stages: {st.reason}")
+    st = runnable(s, "package", name, env)
+    if st is None:
+        return package_status(s, name, env).result
     m = s.manifests[(name, env)]
     print(f"packaging {name} for {env}: {st.reason}")
     addons_input, env_file_arn, addons_body = upload_artifacts(s, name, env)
@@ -495,12 +502,10 @@ def lint_status(s: Session, name: str, env: str) -> Status:
 
 
 def run_lint(s: Session, name: str, env: str) -> dict:
-    st = lint_status(s, name, env)
-    if not st.run:
-        return st.result
+    st = runnable(s, "lint", name, env)
+    if st is None:
+        return lint_status(s, name, env).result
     p = package_status(s, name, env)
-    if p.run:
-        raise StageFailed(f"lint:{name}@{env} cannot run before package:{name}@{env}")
     region = s.target(env).settings.region
     if p.result.get("addons"):
         lint_body(s, s.cache.get_object(p.result["addons"]).decode(), region, f"{name}/addons (merged)")
@@ -534,11 +539,9 @@ def deploy_status(s: Session, name: str, env: str) -> Status:
 
 
 def run_deploy(s: Session, name: str, env: str) -> dict:
-    st = deploy_status(s, name, env)
-    if not st.run:
-        return st.result
-    if st.key is None:
-        raise StageFailed(f"deploy:{name}@{env} cannot run before its upstream stages: {st.reason}")
+    st = runnable(s, "deploy", name, env)
+    if st is None:
+        return deploy_status(s, name, env).result
     m = s.manifests[(name, env)]
     target = s.target(env)
     p = package_status(s, name, env)
@@ -573,7 +576,9 @@ def run_deploy(s: Session, name: str, env: str) -> dict:
     s.record("deploy", stage_id("deploy", name, env), st.key, result, st.inputs)
     image = st.inputs["parameters"].get("ContainerImage")
     kind = "job" if m.type == JOB else "service"
-    print(f"deployed {kind} {name} to {env}: stack {stack_name} ({live['status']}), image {image}")
+    runs = stack.physical_id(target, stack_name, "StateMachine" if m.type == JOB else "Service")
+    what = "state machine" if m.type == JOB else "ECS service"
+    print(f"deployed {kind} {name} to {env}: stack {stack_name} ({live['status']}), image {image}, {what} {runs}")
     return result
 
 

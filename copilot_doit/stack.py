@@ -172,13 +172,18 @@ def _failure_reasons(cfn, name: str, started: float) -> str:
     return "; ".join(f"{e.get('LogicalResourceId')}: {e.get('ResourceStatusReason', '')}" for e in reversed(failed[-3:]))
 
 
+def physical_id(target: Target, stack_name: str, logical_id: str) -> str:
+    cfn = target.client("cloudformation")
+    res = _call("DescribeStackResource", cfn.describe_stack_resource, StackName=stack_name,
+                LogicalResourceId=logical_id)["StackResourceDetail"]
+    return res.get("PhysicalResourceId") or "?"
+
+
 def force_new_deployment(target: Target, stack_name: str, cluster: str, since: float) -> str:
     """Copilot's --force: roll the ECS service unless this run's stack update already did."""
     cfn = target.client("cloudformation")
     ecs = target.client("ecs")
-    res = _call("DescribeStackResource", cfn.describe_stack_resource, StackName=stack_name,
-                LogicalResourceId="Service")["StackResourceDetail"]
-    service = res["PhysicalResourceId"]
+    service = physical_id(target, stack_name, "Service")
     desc = _call("DescribeServices", ecs.describe_services, cluster=cluster, services=[service])["services"]
     if desc:
         deployments = desc[0].get("deployments") or []

@@ -92,6 +92,30 @@ class StageCheck:
     __repr__ = __str__
 
 
+class StageDoc(str):
+    """A task's doc line that, once doit has checked the task, also says why it would run or skip.
+
+    `doit list --status` formats the doc after checking the status, so the reason shows there too:
+    `R build:frontend@test  docker build ... | will run: 1 context file changed: www/index.html`.
+    """
+
+    def __new__(cls, text: str, check: StageCheck):
+        obj = super().__new__(cls, text)
+        obj.check = check
+        return obj
+
+    def splitlines(self, *a, **k):  # doit keeps the "first line" of a doc: keep this object, not a copy
+        return [self]
+
+    def strip(self, *a):
+        return self
+
+    def __format__(self, spec):
+        if self.check.reason == "not checked yet":
+            return format(str(self), spec)
+        return format(f"{str(self)} | {self.check.reason}", spec)
+
+
 def _action(check: StageCheck):
     def run():
         if check.error is not None:
@@ -122,7 +146,7 @@ DOCS = {
 
 def _stage_task(stage: str, name: str, env: str, deps: list[str]) -> dict:
     check = StageCheck(stage, name, env)
-    return {"name": f"{name}@{env}", "doc": DOCS[stage].format(name=name, env=env, app=session().ws.app),
+    return {"name": f"{name}@{env}", "doc": StageDoc(DOCS[stage].format(name=name, env=env, app=session().ws.app), check),
             "actions": [_action(check)], "uptodate": [check], "task_dep": deps, "verbosity": 2}
 
 
@@ -132,7 +156,7 @@ def task_env():
     yield {"name": None, "doc": task_env.__doc__}
     for env in s.envs:
         check = StageCheck("env", None, env)
-        yield {"name": env, "doc": f"environment stack {s.ws.app}-{env} ({s.ws.env_settings(env).target} target)",
+        yield {"name": env, "doc": StageDoc(f"environment stack {s.ws.app}-{env} ({s.ws.env_settings(env).target} target)", check),
                "actions": [_action(check)], "uptodate": [check], "verbosity": 2}
 
 

@@ -94,6 +94,11 @@ class Workspace:
         subprocess.run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", message],
                        cwd=self.root, check=True, capture_output=True)
 
+    def stacks(self) -> list[dict]:
+        """Every stack of the shared emulator (paginated: the session's tests leave many)."""
+        pages = self.client("cloudformation").get_paginator("describe_stacks").paginate()
+        return [st for page in pages for st in page["Stacks"]]
+
     def client(self, service: str):
         import boto3
         return boto3.client(service, endpoint_url=self.endpoints.moto_url, region_name="us-east-1",

@@ -17,7 +17,7 @@ def test_first_deploy_then_noop(workspace):
     ws = workspace
     first = ws.run("deploy", "name=frontend", "env=test")
     assert all(marks(first.stdout).get(t) == "." for t in FRONTEND), first.stdout
-    assert "deployed service frontend to test" in first.stdout
+    assert "deployed service frontend to test" in first.stdout and ", ECS service arn:aws:ecs:" in first.stdout
     stack = ws.client("cloudformation").describe_stacks(StackName=f"{ws.app}-test-frontend")["Stacks"][0]
     assert stack["StackStatus"] == "CREATE_COMPLETE"
     params = {p["ParameterKey"]: p["ParameterValue"] for p in stack["Parameters"]}
@@ -26,8 +26,7 @@ def test_first_deploy_then_noop(workspace):
     images = ws.client("ecr").describe_images(repositoryName=f"{ws.app}/frontend", imageIds=[{"imageDigest": digest}])
     assert images["imageDetails"][0]["imageDigest"] == digest
     assert "local compat: removed resource DiscoveryService" in first.stdout
-    nested = [s for s in ws.client("cloudformation").describe_stacks()["Stacks"]
-              if s["StackName"].startswith(f"{ws.app}-test-frontend-AddonsStack")]
+    nested = [s for s in ws.stacks() if s["StackName"].startswith(f"{ws.app}-test-frontend-AddonsStack")]
     assert nested and nested[0]["StackStatus"] == "CREATE_COMPLETE"      # the addons nested stack
     assert f"{ws.app}-test-frontend-orders" in ws.client("dynamodb").list_tables()["TableNames"]
 
@@ -153,6 +152,7 @@ def test_info_and_list_explain_in_words(workspace):
     assert "1 context file changed: www/healthz" in info, info
     listing = ws.run("list", "--all", "--status", "name=frontend", "env=test").stdout
     assert "R build:frontend@test" in listing and "U env:test" in listing, listing
+    assert "| will run: 1 context file changed: www/healthz" in listing, listing
     assert ws.mutating() == []
 
 
@@ -201,11 +201,12 @@ def test_failed_stack_operation_reports_reason(workspace):
     assert marks(retry.stdout).get("deploy:mailer@prod") == ".", retry.stdout
 
 
-def test_backend_and_worker_deploy_and_env_file_is_uploaded(workspace):
+def test_all_four_types_deploy_and_redeploy_noop_and_env_file_is_uploaded(workspace):
     ws = workspace
-    out = ws.run("deploy", "name=api,worker", "env=test").stdout
-    assert "deployed service api to test" in out and "deployed service worker to test" in out, out
-    stacks = ws.client("cloudformation").describe_stacks()["Stacks"]
+    out = ws.run("deploy", "env=test").stdout
+    for kind, name in (("service", "frontend"), ("service", "api"), ("service", "worker"), ("job", "mailer")):
+        assert f"deployed {kind} {name} to test" in out, out
+    stacks = ws.stacks()
     params = {p["ParameterKey"]: p["ParameterValue"]
               for s in stacks if s["StackName"] == f"{ws.app}-test-api" for p in s["Parameters"]}
     arn = params["EnvFileARN"]
@@ -213,5 +214,22 @@ def test_backend_and_worker_deploy_and_env_file_is_uploaded(workspace):
     body = ws.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
     assert body == (ws.manifests / "api" / "api.env").read_bytes()
     assert key.startswith("manual/env-files/api.env/")
-    again = ws.run("deploy", "name=api,worker", "env=test").stdout
+    again = ws.run("deploy", "env=test").stdout
     assert set(marks(again).values()) == {"--"}, again
+    assert len(marks(again)) == 1 + 4 * 5
+
+
+def test_noop_path_imports_no_heavy_library(workspace):
+    ws = workspace
+    ws.run("deploy", "name=frontend", "env=test")
+    probe = ("import sys\n"
+             "from doit.doit_cmd import DoitMain\n"
+             "from doit.cmd_base import DodoTaskLoader\n"
+             "rc = DoitMain(DodoTaskLoader()).run(['deploy', 'name=frontend', 'env=test'])\n"
+             "heavy = sorted(m for m in ('boto3', 'botocore', 'docker', 'cfnlint', 'moto') if m in sys.modules)\n"
+             "print('HEAVY', heavy, 'RC', rc)\n")
+    import subprocess
+    import sys
+    p = subprocess.run([sys.executable, "-c", probe], cwd=ws.root, env=ws.env(), capture_output=True, text=True)
+    assert "HEAVY [] RC 0" in p.stdout, p.stdout + p.stderr
+    assert set(marks(p.stdout).values()) == {"--"}, p.stdout

@@ -114,10 +114,12 @@ class Cache:
         return digest
 
     def get_object(self, digest: str) -> bytes | None:
+        if not digest or len(digest) != 32:
+            return None
         path = self._object_path(digest)
         try:
             data = path.read_bytes()
-        except (FileNotFoundError, NotADirectoryError):
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
             data = None
         if data is not None and digest_bytes(data) != digest:
             _warn(f"cache object {path} does not match its digest; discarded, will be re-derived")

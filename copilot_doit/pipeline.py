@@ -259,7 +259,8 @@ def run_env(s: Session, env: str) -> dict:
     live = s.stacks(env).get(name)
     if not live or live["tags"].get(stack.KEY_TAG) != st.key.hex:
         raise StageFailed(f"stack {name} does not carry the deployed key after the update")
-    result = {"outputs": live["outputs"], "lint_warnings": report["warnings"], "updated": live["updated"]}
+    result = {"outputs": live["outputs"], "lint_warnings": report["warnings"], "updated": live["updated"],
+              "template": s.cache.put_object(body.encode())}
     s.record("env", f"env:{env}", st.key, result, st.inputs)
     s.changed(env)
     return result
@@ -421,9 +422,9 @@ def package_status(s: Session, name: str, env: str) -> Status:
         p = push_status(s, name, env)
         if p.run:
             return Status(True, f"after push:{name}@{env}")
+        # The env stack's key (not its outputs: templates import them by name) is known even when the env
+        # stage still has to run, so the template can be rendered and diffed before that.
         e = env_status(s, env)
-        if e.run:
-            return Status(True, f"after env:{env}")
         m = s.manifests[(name, env)]
         image = p.result["image"]
         arts = artifact_inputs(s, name, env)
@@ -438,33 +439,42 @@ def package_status(s: Session, name: str, env: str) -> Status:
     return s.memo(("package", name, env), compute)
 
 
-def upload_artifacts(s: Session, name: str, env: str) -> tuple[dict | None, str, bytes | None]:
-    """Addons template and env file to the app bucket under content-addressed keys (as Copilot).
-    Returns (addons render input, env file ARN, addons template body)."""
+def artifacts(s: Session, name: str, env: str) -> tuple[dict | None, str, bytes | None, list]:
+    """What the template needs from the workload's addons and env file, computed without side effects:
+    (addons render input, env file ARN, merged addons body, [(bucket, key, bytes) to upload])."""
     import hashlib
     from . import addons
     m = s.manifests[(name, env)]
     packaged = addons.package(s.ws.addons_dir(name))
     env_file = m.data.get("env_file")
     if not packaged and not env_file:
-        return None, "", None
+        return None, "", None, []
     target = s.target(env)
     bucket = target.artifact_bucket(s.ws.app)
-    target.ensure_bucket(bucket, {"copilot-application": s.ws.app})
-    addons_input, body, arn = None, None, ""
+    addons_input, body, arn, uploads = None, None, "", []
     if packaged:
         body = dump(packaged["template"]).encode()
         key = addons.s3_key(name, body)
-        target.upload(bucket, key, body)
+        uploads.append((bucket, key, body))
         addons_input = {"url": target.object_url(bucket, key), "parameters": packaged["parameters"],
                         "outputs": packaged["outputs"]}
-        print(f"  addons: {len(addons.template_files(s.ws.addons_dir(name)))} template(s) merged, uploaded to s3://{bucket}/{key}")
     if env_file:
         data = (s.ws.root / env_file).read_bytes()
         key = f"manual/env-files/{Path(env_file).name}/{hashlib.sha256(data).hexdigest()}.env"
-        target.upload(bucket, key, data)
+        uploads.append((bucket, key, data))
         arn = f"arn:aws:s3:::{bucket}/{key}"
-        print(f"  env file {env_file} uploaded to s3://{bucket}/{key}")
+    return addons_input, arn, body, uploads
+
+
+def upload_artifacts(s: Session, name: str, env: str) -> tuple[dict | None, str, bytes | None]:
+    """Addons template and env file to the app bucket under content-addressed keys (as Copilot)."""
+    addons_input, arn, body, uploads = artifacts(s, name, env)
+    if uploads:
+        target = s.target(env)
+        target.ensure_bucket(uploads[0][0], {"copilot-application": s.ws.app})
+        for bucket, key, data in uploads:
+            target.upload(bucket, key, data)
+            print(f"  uploaded s3://{bucket}/{key} ({len(data)} bytes)")
     return addons_input, arn, body
 
 

@@ -96,27 +96,42 @@ def params_text(params: dict) -> str:
 
 
 # --- the plan command -----------------------------------------------------------------------------------
-def _deployed_template(s, env: str, stack_name: str) -> tuple[str | None, dict]:
-    """(template text, parameters) of the live stack: from the cache by its deploy-key tag, else
-    GetTemplate (which on the local target returns the compat-adapted body)."""
+def _deployed_template(s, env: str, stack_name: str, stage: str = "deploy") -> tuple[str | None, dict, bool]:
+    """(template text, parameters, adapted) of the live stack: from the cache by its deploy-key tag, else
+    GetTemplate — which on the local target returns the compat-adapted body (adapted=True)."""
     from .hashing import Key
+    from .pipeline import ENV_SALT
     from .stack import KEY_TAG, SALT
     live = s.stacks(env).get(stack_name)
     if not live:
-        return None, {}
+        return None, {}, False
     params = live.get("parameters") or {}
     tagged = live["tags"].get(KEY_TAG)
     if tagged:
-        rec = s.cache.get_action("deploy", Key(SALT, tagged))
-        if rec and rec["result"].get("inputs"):
+        rec = s.cache.get_action(stage, Key(ENV_SALT if stage == "env" else SALT, tagged))
+        if rec and stage == "env" and rec["result"].get("template"):
+            body = s.cache.get_object(rec["result"]["template"])
+            if body is not None:
+                return body.decode(), params, False
+        if rec and stage == "deploy" and rec["result"].get("inputs"):
             inputs = s.cache.get_json(rec["result"]["inputs"]) or {}
             body = s.cache.get_object(inputs.get("template", ""))
             if body is not None:
-                return body.decode(), params
-    body = s.target(env).client("cloudformation").get_template(StackName=stack_name)["TemplateBody"]
+                return body.decode(), params, False
+    target = s.target(env)
+    body = target.client("cloudformation").get_template(StackName=stack_name)["TemplateBody"]
     if not isinstance(body, str):
         body = json.dumps(body, indent=2, sort_keys=True)
-    return body, params
+    return body, params, target.kind == "local"
+
+
+def _comparable(s, env: str, planned: str, adapted: bool) -> str:
+    """Compare like with like: against a compat-adapted live body, adapt the planned one too."""
+    if not adapted:
+        return planned
+    import yaml
+    from .templates import dump
+    return dump(s.target(env).compat(yaml.safe_load(planned))[0])
 
 
 def print_plan(s, out=None) -> None:
@@ -131,6 +146,14 @@ def print_plan(s, out=None) -> None:
     for env in s.envs:
         st = pipeline.env_status(s, env)
         w(f"{st.word:4}  env:{env}  {st.reason}\n")
+        if st.run:
+            name = f"{s.ws.app}-{env}"
+            old, _, adapted = _deployed_template(s, env, name, stage="env")
+            if old is None:
+                w(f"      {name} is not deployed: the whole template is new\n")
+            else:
+                d = unified(old, _comparable(s, env, pipeline.env_template(s, env), adapted), f"{name}.yml")
+                w("".join("      " + line for line in d.splitlines(keepends=True)) + ("" if d.endswith("\n") or not d else "\n"))
     for name in s.names:
         for env in s.envs:
             for stage in pipeline.STAGES:
@@ -142,21 +165,25 @@ def print_plan(s, out=None) -> None:
                 body = s.cache.get_object(pkg.result["template"]).decode()
                 params = json.loads(s.cache.get_object(pkg.result["parameters"]))
             elif pkg.key is not None:
+                addons_input, env_file_arn, _, _ = pipeline.artifacts(s, name, env)
                 template, params = render(RenderInput(manifest=s.manifests[(name, env)], app=s.ws.app, env=env,
-                                                      image=pkg.inputs["image"]))
+                                                      image=pkg.inputs["image"], addons=addons_input,
+                                                      env_file_arn=env_file_arn))
                 body = dump(template)
             else:
                 w(f"      diff of {stack_name}: not known before {pkg.reason.removeprefix('after ')} has run "
-                  "(the image digest goes into the template)\n")
+                  "(the new image's digest goes into the parameters)\n")
                 continue
-            old_body, old_params = _deployed_template(s, env, stack_name)
+            old_body, old_params, adapted = _deployed_template(s, env, stack_name)
             if old_body is None:
                 w(f"      {stack_name} is not deployed: the whole template is new ({len(body.splitlines())} lines)\n")
                 continue
-            tdiff = unified(old_body, body, f"{stack_name}.yml")
+            tdiff = unified(old_body, _comparable(s, env, body, adapted), f"{stack_name}.yml")
             pdiff = unified(params_text(old_params), params_text(params), f"{stack_name}.params")
             if not tdiff and not pdiff:
-                w(f"      {stack_name}: template and parameters equal the deployed stack\n")
+                later = (" (so deploy will find nothing to do once its upstream stages have run)"
+                         if pipeline.deploy_status(s, name, env).run and not s.opts.force else "")
+                w(f"      {stack_name}: template and parameters equal the deployed stack{later}\n")
             for d in (tdiff, pdiff):
                 if d:
                     w("".join("      " + line for line in d.splitlines(keepends=True)))

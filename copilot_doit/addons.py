@@ -71,8 +71,6 @@ def merge(files: list[Path]) -> dict:
                     _conflict(section, lid, origin[(section, lid)], where)
                 target.setdefault(lid, body)
                 origin.setdefault((section, lid), where)
-    if merged.get("Transform") and len(merged["Transform"]) == 1:
-        merged["Transform"] = merged["Transform"]
     return merged
 
 

@@ -10,7 +10,6 @@ import base64
 import json
 import os
 import threading
-import time
 
 from .errors import ServiceUnavailable, UserError
 from .workspace import EnvSettings
@@ -199,14 +198,3 @@ def target_for(settings: EnvSettings, cache_root) -> Target:
         return LocalTarget(settings, cache_root)
     return Target(settings, cache_root)
 
-
-def wait(predicate, timeout: float, interval: float = 2.0, what: str = "operation"):
-    """Poll `predicate()` until it returns a truthy value; never used after an API error."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(interval)

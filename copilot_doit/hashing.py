@@ -15,7 +15,6 @@ import threading
 import time
 import types
 from dataclasses import dataclass
-from pathlib import Path
 
 import xxhash
 
@@ -255,6 +254,3 @@ def changed_paths(old: list, new: list) -> list[str]:
     b = {e[0]: tuple(e[1:]) for e in new}
     return sorted(p for p in a.keys() | b.keys() if a.get(p) != b.get(p))
 
-
-def relpath_posix(path: str | Path, root: str | Path) -> str:
-    return os.path.relpath(path, root).replace(os.sep, "/")

@@ -360,7 +360,6 @@ def _validate_semantics(m: Manifest) -> None:
 _PREDEFINED = {"@yearly": "cron(0 0 1 1 ? *)", "@annually": "cron(0 0 1 1 ? *)", "@monthly": "cron(0 0 1 * ? *)",
                "@weekly": "cron(0 0 ? * 1 *)", "@daily": "cron(0 0 * * ? *)", "@midnight": "cron(0 0 * * ? *)",
                "@hourly": "cron(0 * * * ? *)"}
-_DUR = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 
 
 def duration_seconds(text: str) -> float:

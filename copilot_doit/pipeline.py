@@ -20,7 +20,7 @@ from . import build, lint, package, push, stack
 from .aws import Target, target_for
 from .cache import Cache
 from .errors import StageFailed, UserError
-from .hashing import Key, StatCache, digest_value
+from .hashing import Key, StatCache
 from .manifest import JOB, EnvManifest, Manifest, load_environment, load_workload
 from .plan import explain
 from .templates import RECIPE_VERSION, dump
@@ -216,7 +216,7 @@ def env_inputs(s: Session, env: str) -> tuple[Key, dict]:
 def env_template(s: Session, env: str) -> str:
     from .templates.env import render
     needs = env_status(s, env).inputs["needs"]
-    template, _ = render(s.ws.app, env, s.env_manifests[env].data, {}, **needs)
+    template, _ = render(s.ws.app, env, s.env_manifests[env].data, **needs)
     return dump(template)
 
 

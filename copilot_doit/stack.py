@@ -181,7 +181,6 @@ def physical_id(target: Target, stack_name: str, logical_id: str) -> str:
 
 def force_new_deployment(target: Target, stack_name: str, cluster: str, since: float) -> str:
     """Copilot's --force: roll the ECS service unless this run's stack update already did."""
-    cfn = target.client("cloudformation")
     ecs = target.client("ecs")
     service = physical_id(target, stack_name, "Service")
     desc = _call("DescribeServices", ecs.describe_services, cluster=cluster, services=[service])["services"]

@@ -24,7 +24,7 @@ from doit.reporter import ConsoleReporter
 
 from . import pipeline
 from .errors import StageFailed, UserError
-from .pipeline import STAGES, Options, Session, parse_resource_tags, stage_id
+from .pipeline import Options, Session, parse_resource_tags, stage_id
 
 _SESSION: tuple | None = None
 

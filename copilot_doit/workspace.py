@@ -57,12 +57,6 @@ class Workspace:
     def env_settings(self, env: str) -> EnvSettings:
         return self.settings.get(env) or EnvSettings(name=env)
 
-    def rel(self, path: Path) -> str:
-        try:
-            return os.path.relpath(path, Path.cwd())
-        except ValueError:
-            return str(path)
-
 
 def find_workspace_dir(start: Path | None = None) -> Path:
     env = os.environ.get("COPILOT_DOIT_WORKSPACE")

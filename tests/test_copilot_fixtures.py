@@ -80,7 +80,7 @@ def test_fixture_renders_lint_clean_or_is_rejected_with_field_and_line(rel, lint
         if raw.get("type") == "Environment":
             env = raw.get("name", "test")
             em = manifest.load_environment(path, "my-app", env)
-            t, _ = env_t.render("my-app", env, em.data, {})
+            t, _ = env_t.render("my-app", env, em.data)
             assert lint(templates.dump(t)) == []
         else:
             envs = ["test"] + [e for e in (raw.get("environments") or {}) if e != "test"]

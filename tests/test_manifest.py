@@ -61,7 +61,7 @@ def test_undefined_variable_names_file_line_and_field(tmp_path, monkeypatch):
     p = write(tmp_path, LBWS + "variables:\n  A: ${UNDEFINED_X}\n")
     with pytest.raises(UserError) as e:
         load_workload(p, "demo", "test")
-    assert str(e.value).endswith(f':9: field \'variables.A\': environment variable "UNDEFINED_X" is not defined '
+    assert str(e.value).endswith(':9: field \'variables.A\': environment variable "UNDEFINED_X" is not defined '
                                  "(allowed: export it before deploying, or escape it as \\${UNDEFINED_X})")
 
 

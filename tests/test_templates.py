@@ -35,7 +35,7 @@ def test_sample_workloads_render_lint_clean(lint, name, env):
 @pytest.mark.parametrize("env", ["test", "prod"])
 def test_environment_templates_lint_clean(lint, env):
     em = manifest.load_environment(REPO / f"manifests/environments/{env}/manifest.yml", "demo", env)
-    t, params = env_t.render("demo", env, em.data, {})
+    t, params = env_t.render("demo", env, em.data)
     assert lint(templates.dump(t)) == []
     assert set(t["Outputs"]) == set(env_t.EXPORTS)
 

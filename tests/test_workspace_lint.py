@@ -1,7 +1,6 @@
 """Workspace discovery, settings validation, the imported-VPC environment, and lint failures (pure)."""
 from __future__ import annotations
 
-import os
 import types
 from pathlib import Path
 
@@ -72,7 +71,7 @@ network:
       private: [{id: subnet-0cccccccccccccccc}, {id: subnet-0dddddddddddddddd}]
 """)
     em = manifest.load_environment(p, "app", "test")
-    t, _ = env_t.render("app", "test", em.data, {}, public_alb=True, internal_alb=False)
+    t, _ = env_t.render("app", "test", em.data, public_alb=True, internal_alb=False)
     assert "VPC" not in t["Resources"] and "InternalLoadBalancer" not in t["Resources"]
     assert t["Resources"]["PublicLoadBalancer"]["Properties"]["Subnets"] == ["subnet-0aaaaaaaaaaaaaaaa", "subnet-0bbbbbbbbbbbbbbbb"]
     assert t["Outputs"]["VpcId"]["Value"] == "vpc-0123456789abcdef0"

@@ -38,7 +38,7 @@ INTERNAL_ALB = ("InternalLoadBalancerSecurityGroup", "InternalLoadBalancer", "In
                 "InternalLoadBalancerDNSName", "InternalHTTPListenerArn", "InternalLoadBalancerFullName")
 
 
-def render(app: str, env: str, manifest: dict, tags: dict, public_alb: bool = True,
+def render(app: str, env: str, manifest: dict, public_alb: bool = True,
            internal_alb: bool = True) -> tuple[dict, dict]:
     """(template, parameters) for the environment stack. Load balancers exist only when a workload of
     the workspace needs them (Copilot does this lazily through its EnvController custom resource)."""

@@ -6,12 +6,13 @@ families and exports follow Copilot (research/copilot.md §4).
 """
 from __future__ import annotations
 
+import json
 import shlex
 from dataclasses import dataclass, field
 
 import xxhash
 
-from . import NO_VALUE, RECIPE_VERSION, getatt, if_, import_env, ref, sub
+from . import RECIPE_VERSION, getatt, if_, import_env, ref, sub
 from ..manifest import BACKEND, JOB, LBWS, WORKER, Manifest, duration_seconds, schedule_expression
 
 LOG_RETENTION_DEFAULT = 30
@@ -595,7 +596,6 @@ def scheduled_job(ri: RenderInput):
         task["Retry"] = [{"ErrorEquals": ["States.ALL"], "IntervalSeconds": 10, "MaxAttempts": retries, "BackoffRate": 1.5}]
     if timeout:
         task["TimeoutSeconds"] = timeout
-    import json
     definition = json.dumps({"Version": "1.0", "Comment": "Run AWS Fargate task", "StartAt": "Run Fargate Task",
                              "States": {"Run Fargate Task": task}}, sort_keys=True, indent=2)
     # Lists of subnets/groups are substituted as JSON arrays.

@@ -140,6 +140,7 @@ class Target:
     # --- stacks -------------------------------------------------------------------------------------
     def describe_stacks(self) -> dict[str, dict]:
         """All stacks of the region in one paginated call: name -> {status, tags, outputs, updated}."""
+        self.account_id()  # the first read of every run: wrong credentials stop it before any change
         cfn = self.client("cloudformation")
         out = {}
         for page in cfn.get_paginator("describe_stacks").paginate():

@@ -154,9 +154,10 @@ class Target:
                 }
         return out
 
-    def compat(self, template: dict) -> tuple[dict, list[str]]:
-        """Adapt a linted template to what the target can run. Real AWS runs it as is."""
-        return template, []
+    def deployable(self, body: str, missing_imports: set[str] = frozenset()) -> tuple[str, list[str]]:
+        """(the template body this target runs, notes on what was adapted). Real AWS runs the linted
+        template exactly as rendered."""
+        return body, []
 
     # --- the app's artifact bucket (addons templates, env files), content-addressed keys -----------------
     def artifact_bucket(self, app: str) -> str:

@@ -27,7 +27,6 @@ from .templates import RECIPE_VERSION, dump
 from .workspace import Workspace, load_workspace, select
 
 STAGES = ("build", "push", "package", "lint", "deploy")
-RESERVED_TAGS = ("copilot-application", "copilot-environment", "copilot-service")
 
 
 @dataclass
@@ -169,6 +168,7 @@ class Session:
         return f"{self.ws.app}-{env}-{name}"[:128]
 
     def tags(self, name: str, env: str) -> dict:
+        """`--resource-tags` merged with Copilot's reserved tags; the reserved ones win."""
         tags = dict(self.opts.resource_tags)
         tags.update({"copilot-application": self.ws.app, "copilot-environment": env, "copilot-service": name})
         return dict(sorted(tags.items()))
@@ -245,13 +245,7 @@ def run_env(s: Session, env: str) -> dict:
     name = f"{s.ws.app}-{env}"
     body = env_template(s, env)
     report = lint_body(s, body, target.settings.region, f"{name}.yml")
-    deploy_body = body
-    if target.kind == "local":
-        import yaml
-        adapted, notes = target.compat(yaml.safe_load(body))
-        for n in notes:
-            print(f"  local compat: {n}")
-        deploy_body = dump(adapted)
+    deploy_body = for_target(target, body)
     tags = {**st.inputs["tags"], stack.KEY_TAG: st.key.hex}
     print(f"deploying environment stack {name} ({target.kind} target)")
     stack.deploy(target, name, deploy_body, st.inputs["parameters"], tags)
@@ -264,6 +258,14 @@ def run_env(s: Session, env: str) -> dict:
     s.record("env", f"env:{env}", st.key, result, st.inputs)
     s.changed(env)
     return result
+
+
+def for_target(target: Target, body: str, missing_imports: set[str] = frozenset()) -> str:
+    """The linted body as the target will run it, saying what its compat step changed (if anything)."""
+    deployable, notes = target.deployable(body, missing_imports)
+    for n in notes:
+        print(f"  {target.kind} compat: {n}")
+    return deployable
 
 
 def lint_body(s: Session, body: str, region: str, name: str) -> dict:
@@ -557,15 +559,9 @@ def run_deploy(s: Session, name: str, env: str) -> dict:
     p = package_status(s, name, env)
     body = s.cache.get_object(p.result["template"]).decode()
     stack_name = s.stack_name(name, env)
-    deploy_body = body
-    if target.kind == "local":
-        import yaml
-        env_outputs = set((env_status(s, env).result or {}).get("outputs") or {})
-        from .templates.env import EXPORTS
-        adapted, notes = target.compat(yaml.safe_load(body), missing_imports=set(EXPORTS) - env_outputs)
-        for n in notes:
-            print(f"  local compat: {n}")
-        deploy_body = dump(adapted)
+    from .templates.env import EXPORTS
+    env_outputs = set((env_status(s, env).result or {}).get("outputs") or {})
+    deploy_body = for_target(target, body, set(EXPORTS) - env_outputs)
     if s.opts.no_rollback:
         print(stack.NO_ROLLBACK_WARNING)
     print(f"deploying stack {stack_name} ({target.kind} target): {st.reason}")

@@ -122,16 +122,14 @@ def _deployed_template(s, env: str, stack_name: str, stage: str = "deploy") -> t
     body = target.client("cloudformation").get_template(StackName=stack_name)["TemplateBody"]
     if not isinstance(body, str):
         body = json.dumps(body, indent=2, sort_keys=True)
-    return body, params, target.kind == "local"
+    return body, params, True  # the body the target runs (compat-adapted on the local target)
 
 
 def _comparable(s, env: str, planned: str, adapted: bool) -> str:
-    """Compare like with like: against a compat-adapted live body, adapt the planned one too."""
+    """Compare like with like: against the body the target runs, adapt the planned one the same way."""
     if not adapted:
         return planned
-    import yaml
-    from .templates import dump
-    return dump(s.target(env).compat(yaml.safe_load(planned))[0])
+    return s.target(env).deployable(planned)[0]
 
 
 def print_plan(s, out=None) -> None:

@@ -78,8 +78,12 @@ class LocalTarget(Target):
     def describe_stacks(self) -> dict:
         return lite.describe_stacks(self.endpoints.moto_url, self.settings.region)
 
-    def compat(self, template: dict, missing_imports=None):
-        return compat.adapt(template, missing_imports)
+    def deployable(self, body: str, missing_imports=frozenset()):
+        """The compat step: the linted template minus what moto does not emulate (see compat.py)."""
+        import yaml
+        from ..templates import dump
+        adapted, notes = compat.adapt(yaml.safe_load(body), missing_imports)
+        return dump(adapted), notes
 
     def object_url(self, bucket: str, key: str) -> str:
         # moto resolves nested-stack TemplateURLs path-style only when the host says "localhost"

@@ -422,13 +422,14 @@ def artifact_inputs(s: Session, name: str, env: str) -> dict:
 def package_status(s: Session, name: str, env: str) -> Status:
     def compute():
         p = push_status(s, name, env)
-        if p.run:
+        retag_only = p.run and (p.inputs or {}).get("digest")  # a new tag on a known digest: same image
+        if p.run and not retag_only:
             return Status(True, f"after push:{name}@{env}")
         # The env stack's key (not its outputs: templates import them by name) is known even when the env
         # stage still has to run, so the template can be rendered and diffed before that.
         e = env_status(s, env)
         m = s.manifests[(name, env)]
-        image = p.result["image"]
+        image = f"{p.inputs['repository']}@{p.inputs['digest']}" if retag_only else p.result["image"]
         arts = artifact_inputs(s, name, env)
         k = package.key(m, s.ws.app, env, image, e.key.hex, arts)
         inputs = {"manifest": m.data, "image": image, "env_key": e.key.hex, "recipe": RECIPE_VERSION, "artifacts": arts}

@@ -379,7 +379,6 @@ def push_status(s: Session, name: str, env: str) -> Status:
 
 
 def run_push(s: Session, name: str, env: str) -> dict:
-    from . import engine
     st = runnable(s, "push", name, env)
     if st is None:
         return push_status(s, name, env).result
@@ -388,11 +387,10 @@ def run_push(s: Session, name: str, env: str) -> dict:
     repo_name = push.repository_name(s.ws.app, name)
     print(f"pushing {name} to {repo_name}: {st.reason}")
     tags = sorted(set(st.inputs["tags"]) | {"latest"})
-    image_id = b.result.get("image_id")
-    if st.inputs.get("digest") and not (image_id and engine.image_id(image_id)):
+    if st.inputs.get("digest"):  # the registry has the image: new tags are a manifest-only retag
         result = push.retag(target, repo_name, st.inputs["digest"], tags, s.tags(name, env))
     else:
-        result = push.apply(target, repo_name, image_id, tags, s.tags(name, env))
+        result = push.apply(target, repo_name, b.result.get("image_id"), tags, s.tags(name, env))
     s.record("push", stage_id("push", name, env), st.key, result, {k: v for k, v in st.inputs.items() if k != "digest"})
     s.changed()
     return result

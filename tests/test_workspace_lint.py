@@ -90,3 +90,21 @@ def test_lint_errors_stop_with_rule_line_and_message(tmp_path, capsys):
     # The report is cached: a second run fails the same way without linting again.
     with pytest.raises(StageFailed):
         lint_body(s, bad, "us-east-1", "bad.yml")
+
+
+def test_new_vpc_subnets_take_cidr_and_az_from_the_manifest(tmp_path):
+    p = tmp_path / "manifest.yml"
+    p.write_text("""name: test
+type: Environment
+network:
+  vpc:
+    cidr: 10.2.0.0/16
+    subnets:
+      public: [{cidr: 10.2.0.0/24, az: us-east-1a}, {cidr: 10.2.1.0/24, az: us-east-1b}]
+      private: [{cidr: 10.2.2.0/24}, {cidr: 10.2.3.0/24}]
+""")
+    em = manifest.load_environment(p, "app", "test")
+    t, _ = env_t.render("app", "test", em.data)
+    props = t["Resources"]["PublicSubnet2"]["Properties"]
+    assert (props["CidrBlock"], props["AvailabilityZone"]) == ("10.2.1.0/24", "us-east-1b")
+    assert t["Resources"]["PrivateSubnet1"]["Properties"]["AvailabilityZone"] == {"Fn::Select": [0, {"Fn::GetAZs": ""}]}

@@ -7,22 +7,23 @@ from __future__ import annotations
 from . import getatt, ref, sub
 
 # Bump when this module's output changes: every environment stack is then re-rendered and updated.
-RECIPE = "env/2"
+RECIPE = "env/3"
 
 EXPORTS = ("VpcId", "PublicSubnets", "PrivateSubnets", "ClusterId", "EnvironmentSecurityGroup",
            "PublicLoadBalancerDNSName", "HTTPListenerArn", "PublicLoadBalancerFullName", "InternalLoadBalancerDNSName",
            "InternalHTTPListenerArn", "InternalLoadBalancerFullName", "ServiceDiscoveryNamespaceID")
 
 
-def _subnets(kind: str, cidrs: list[str], public: bool) -> dict:
+def _subnets(kind: str, specs: list[dict], public: bool) -> dict:
+    """One subnet per {cidr, az}; without an az the i-th zone of the region, as Copilot."""
     res = {}
-    for i, cidr in enumerate(cidrs):
+    for i, spec in enumerate(specs):
         res[f"{kind}Subnet{i + 1}"] = {
             "Type": "AWS::EC2::Subnet",
             "Properties": {
-                "CidrBlock": cidr,
+                "CidrBlock": spec["cidr"],
                 "VpcId": ref("VPC"),
-                "AvailabilityZone": {"Fn::Select": [i, {"Fn::GetAZs": ""}]},
+                "AvailabilityZone": spec.get("az") or {"Fn::Select": [i, {"Fn::GetAZs": ""}]},
                 "MapPublicIpOnLaunch": public,
                 "Tags": [{"Key": "Name", "Value": sub(f"copilot-${{AppName}}-${{EnvironmentName}}-{kind.lower()}{i}")}],
             },
@@ -58,8 +59,8 @@ def render(app: str, env: str, manifest: dict, public_alb: bool = True,
         base = cidr.split("/")[0].split(".")
         block = lambda n: f"{base[0]}.{base[1]}.{n}.0/24"  # noqa: E731
         subnets = vpc_cfg.get("subnets") or {}
-        pub = [s["cidr"] for s in subnets.get("public") or [] if s.get("cidr")] or [block(0), block(1)]
-        priv = [s["cidr"] for s in subnets.get("private") or [] if s.get("cidr")] or [block(2), block(3)]
+        pub = [s for s in subnets.get("public") or [] if s.get("cidr")] or [{"cidr": block(0)}, {"cidr": block(1)}]
+        priv = [s for s in subnets.get("private") or [] if s.get("cidr")] or [{"cidr": block(2)}, {"cidr": block(3)}]
         resources.update({
             "VPC": {"Type": "AWS::EC2::VPC", "Properties": {
                 "CidrBlock": cidr, "EnableDnsHostnames": True, "EnableDnsSupport": True,

@@ -14,7 +14,7 @@ import sys
 from . import engine
 from .aws import log_api
 from .errors import StageFailed
-from .hashing import Key, StatCache, context_entries, digest_file, tree_digest
+from .hashing import Key, StatCache, context_entries, digest_bytes, tree_digest
 from .manifest import BuildConfig
 
 SALT = "build/1"
@@ -63,7 +63,7 @@ def key(cfg: BuildConfig, workload: str, stat_cache: StatCache) -> tuple[Key, di
     entries = context_entries(str(cfg.context), cfg.dockerfile_in_context(), stat_cache)
     bases = {ref: engine.image_id(ref) for ref in base_images(dockerfile_bytes.decode(errors="replace"), cfg.args)}
     inputs = {
-        "dockerfile": digest_file(cfg.dockerfile),
+        "dockerfile": digest_bytes(dockerfile_bytes),
         "dockerfile_name": cfg.dockerfile_in_context() or cfg.dockerfile.name,
         "context": tree_digest(entries),
         "args": dict(sorted(cfg.args.items())),

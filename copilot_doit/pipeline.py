@@ -587,6 +587,8 @@ def run_deploy(s: Session, name: str, env: str) -> dict:
     return result
 
 
-STATUS = {"build": build_status, "push": push_status, "package": package_status, "lint": lint_status,
-          "deploy": deploy_status}
-RUN = {"build": run_build, "push": run_push, "package": run_package, "lint": run_lint, "deploy": run_deploy}
+# Every stage by name, with one signature (the env stage has no workload: its `name` is None).
+STATUS = {"env": lambda s, name, env: env_status(s, env), "build": build_status, "push": push_status,
+          "package": package_status, "lint": lint_status, "deploy": deploy_status}
+RUN = {"env": lambda s, name, env: run_env(s, env), "build": run_build, "push": run_push, "package": run_package,
+       "lint": run_lint, "deploy": run_deploy}

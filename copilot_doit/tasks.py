@@ -68,16 +68,10 @@ class StageCheck:
         self.reason = "not checked yet"
         self.error: Exception | None = None
 
-    def status(self):
-        s = session()
-        if self.stage == "env":
-            return pipeline.env_status(s, self.env)
-        return pipeline.STATUS[self.stage](s, self.name, self.env)
-
     def __call__(self, task, values):
         self.error = None
         try:
-            st = self.status()
+            st = pipeline.STATUS[self.stage](session(), self.name, self.env)
         except (UserError, StageFailed) as exc:
             # Reported by the action, cleanly, instead of a traceback from inside doit's checker.
             self.error = exc
@@ -122,10 +116,7 @@ def _action(check: StageCheck):
             return TaskFailed(str(check.error))
         s = session()
         try:
-            if check.stage == "env":
-                pipeline.run_env(s, check.env)
-            else:
-                pipeline.RUN[check.stage](s, check.name, check.env)
+            pipeline.RUN[check.stage](s, check.name, check.env)
         except (UserError, StageFailed) as exc:
             return TaskFailed(str(exc))
         finally:

@@ -233,3 +233,52 @@ def test_noop_path_imports_no_heavy_library(workspace):
     p = subprocess.run([sys.executable, "-c", probe], cwd=ws.root, env=ws.env(), capture_output=True, text=True)
     assert "HEAVY [] RC 0" in p.stdout, p.stdout + p.stderr
     assert set(marks(p.stdout).values()) == {"--"}, p.stdout
+
+
+def test_image_location_workload_deploys_without_build_or_push(workspace):
+    ws = workspace
+    svc = ws.manifests / "cache-svc"
+    svc.mkdir()
+    (svc / "manifest.yml").write_text("""name: cache-svc
+type: Backend Service
+image:
+  location: public.ecr.aws/docker/library/redis:7
+  port: 6379
+network:
+  vpc:
+    placement: private
+""")
+    ws.commit("image.location service")
+    out = ws.run("deploy", "name=cache-svc", "env=test").stdout
+    m = marks(out)
+    assert m["build:cache-svc@test"] == "--" and m["push:cache-svc@test"] == "--", out
+    assert "nothing to build: image.location public.ecr.aws/docker/library/redis:7" in out
+    assert "image public.ecr.aws/docker/library/redis:7" in out
+    assert not any(c["operation"] in ("Build", "Push", "Tag") for c in ws.api_calls())
+    again = ws.run("deploy", "name=cache-svc", "env=test").stdout
+    assert set(marks(again).values()) == {"--"}, again
+
+
+def test_tag_variable_tags_the_image_and_only_retags_later(workspace):
+    ws = workspace
+    ws.run("deploy", "name=mailer", "env=test")
+    out = ws.run("deploy", "name=mailer", "env=test", "tag=v1.2").stdout
+    m = marks(out)
+    assert m["push:mailer@test"] == "." and m["deploy:mailer@test"] == "--", out   # same digest, same stack
+    assert "without pushing layers" in out
+    ecr = ws.client("ecr")
+    by_tag = ecr.describe_images(repositoryName=f"{ws.app}/mailer", imageIds=[{"imageTag": "v1.2"}])
+    stack = [s for s in ws.stacks() if s["StackName"] == f"{ws.app}-test-mailer"][0]
+    image = {p["ParameterKey"]: p["ParameterValue"] for p in stack["Parameters"]}["ContainerImage"]
+    assert image.endswith("@" + by_tag["imageDetails"][0]["imageDigest"])
+    again = ws.run("deploy", "name=mailer", "env=test", "tag=v1.2").stdout
+    assert set(marks(again).values()) == {"--"}, again
+
+
+def test_force_on_a_scheduled_job_redeploys_its_stack_only(workspace):
+    ws = workspace
+    ws.run("deploy", "name=mailer", "env=test")
+    out = ws.run("deploy", "name=mailer", "env=test", "force=1").stdout
+    assert marks(out)["deploy:mailer@test"] == "." and marks(out)["build:mailer@test"] == "--", out
+    assert "is a Scheduled Job; it has no service to roll" in out
+    assert not [c for c in ws.api_calls() if c["operation"] == "UpdateService"]

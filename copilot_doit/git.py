@@ -2,23 +2,116 @@
 
 `git describe --always` (an annotated tag description, else the abbreviated sha) when the worktree is
 clean; a dirty worktree (untracked files included) or no repository gives no tag at all.
+
+pygit2 costs ~55 ms to import plus a status scan on every run. But a tag that is already on the image
+needs no answer about dirtiness: clean, it is wanted and present; dirty, nothing is wanted. So the
+describe result is remembered per `head_signature()` (HEAD's sha and the tag refs, read from plain
+files), and pygit2 runs only when that tag is not yet on the image.
 """
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
 
 
-def describe_tag(path: Path) -> str | None:
+def describe(path: Path) -> tuple[str | None, bool]:
+    """(describe of HEAD or None without a repository/commit, worktree dirty) — via pygit2."""
     import pygit2
     found = pygit2.discover_repository(str(path))
     if not found:
-        return None
+        return None, False
     repo = pygit2.Repository(found)
     if repo.head_is_unborn:
-        return None
-    if repo.status(untracked_files="normal", ignored=False):
-        return None
+        return None, False
+    dirty = bool(repo.status(untracked_files="normal", ignored=False))
     try:
-        return repo.describe("HEAD", show_commit_oid_as_fallback=True, abbreviated_size=7)
+        text = repo.describe("HEAD", show_commit_oid_as_fallback=True, abbreviated_size=7)
     except (pygit2.GitError, KeyError):
-        return str(repo.head.target)[:7]
+        text = str(repo.head.target)[:7]
+    return text, dirty
+
+
+def describe_tag(path: Path) -> str | None:
+    text, dirty = describe(path)
+    return None if dirty else text
+
+
+def _git_dir(start: Path) -> Path | None:
+    cur = start.resolve()
+    while True:
+        dot = cur / ".git"
+        if dot.is_dir():
+            return dot
+        if dot.is_file():  # a worktree or submodule: "gitdir: <path>"
+            text = dot.read_text().strip()
+            if text.startswith("gitdir:"):
+                return (cur / text.split(":", 1)[1].strip()).resolve()
+            return None
+        if cur.parent == cur:
+            return None
+        cur = cur.parent
+
+
+def head_signature(start: Path) -> str | None:
+    """HEAD's commit and the state of the tag refs, from plain file reads (no pygit2), or None when the
+    layout is not one this reader knows (then the caller asks pygit2)."""
+    try:
+        gd = _git_dir(start)
+        if gd is None:
+            return None
+        common = gd
+        if (gd / "commondir").is_file():  # linked worktree: refs live in the main repository
+            common = (gd / (gd / "commondir").read_text().strip()).resolve()
+        head = (gd / "HEAD").read_text().strip()
+        if head.startswith("ref:"):
+            ref = head.split(":", 1)[1].strip()
+            ref_file = common / ref
+            if ref_file.is_file():
+                sha = ref_file.read_text().strip()
+            else:
+                sha = next((line.split()[0] for line in (common / "packed-refs").read_text().splitlines()
+                            if line.endswith(" " + ref)), None)
+        else:
+            sha = head
+        if not sha or len(sha) < 40:
+            return None
+        stamps = []
+        for p in (common / "packed-refs", common / "refs" / "tags"):
+            try:
+                st = os.stat(p)
+                stamps.append(f"{st.st_mtime_ns}:{st.st_size}")
+            except FileNotFoundError:
+                stamps.append("-")
+        return f"{sha}|{'|'.join(stamps)}"
+    except (OSError, StopIteration, ValueError):
+        return None
+
+
+class DescribeMemo:
+    """head signature -> describe text, in a small JSON file of the cache (written atomically)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def get(self, signature: str | None) -> str | None:
+        if signature is None:
+            return None
+        try:
+            return json.loads(self.path.read_text()).get(signature)
+        except (OSError, ValueError):
+            return None
+
+    def put(self, signature: str | None, text: str | None) -> None:
+        if signature is None or text is None:
+            return
+        from .cache import atomic_write
+        try:
+            data = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            data = {}
+        if data.get(signature) == text:
+            return
+        data = dict(list(data.items())[-50:])  # keep it small: recent commits only
+        data[signature] = text
+        atomic_write(self.path, json.dumps(data, sort_keys=True).encode())

@@ -130,12 +130,22 @@ class Session:
             self._registry[where] = push.live(t, repo_name, digest)
         return self._registry[where]
 
-    def git_tag(self) -> str | None:
+    def git_tag(self, already: set | frozenset = frozenset()) -> str | None:
+        """`tag=`, else the git describe of a clean worktree (Copilot). When the describe text of this
+        HEAD is remembered and already among `already` (the tags on the image), dirty or clean makes no
+        difference to what must be done, so pygit2 is not loaded at all."""
         if self.opts.tag:
             return self.opts.tag
+        from . import git
+        memo = git.DescribeMemo(self.cache_root / "git-describe.json")
+        signature = git.head_signature(self.ws.root)
+        known = memo.get(signature)
+        if known is not None and known in already and self._git_tag is ...:
+            return known
         if self._git_tag is ...:
-            from .git import describe_tag
-            self._git_tag = describe_tag(self.ws.root)
+            text, dirty = git.describe(self.ws.root)
+            memo.put(signature, text)
+            self._git_tag = None if dirty else text
         return self._git_tag
 
     def changed(self, env: str | None = None) -> None:
@@ -349,10 +359,10 @@ def push_status(s: Session, name: str, env: str) -> Status:
         target = s.target(env)
         repo_name = push.repository_name(s.ws.app, name)
         repo_uri = target.repository_uri(repo_name)
-        tags = push.required_tags(s.git_tag(), b.key)
         k = push.key(repo_uri, b.key)
-        inputs = {"repository": repo_uri, "build": b.key.hex, "tags": tags}
         rec = s.cache.get_action("push", k)
+        tags = push.required_tags(s.git_tag(set(rec["result"]["tags"]) if rec else frozenset()), b.key)
+        inputs = {"repository": repo_uri, "build": b.key.hex, "tags": tags}
         if rec:
             digest = rec["result"]["digest"]
             if not s.in_registry(env, repo_name, digest):

@@ -226,7 +226,7 @@ def test_noop_path_imports_no_heavy_library(workspace):
              "from doit.doit_cmd import DoitMain\n"
              "from doit.cmd_base import DodoTaskLoader\n"
              "rc = DoitMain(DodoTaskLoader()).run(['deploy', 'name=frontend', 'env=test'])\n"
-             "heavy = sorted(m for m in ('boto3', 'botocore', 'docker', 'cfnlint', 'moto') if m in sys.modules)\n"
+             "heavy = sorted(m for m in ('boto3', 'botocore', 'docker', 'cfnlint', 'moto', 'pygit2') if m in sys.modules)\n"
              "print('HEAVY', heavy, 'RC', rc)\n")
     import subprocess
     import sys

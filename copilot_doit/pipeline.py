@@ -109,6 +109,11 @@ class Session:
             e: load_environment(self.ws.env_manifest_path(e), self.ws.app, e) for e in self.envs}
         self.manifests: dict[tuple[str, str], Manifest] = {
             (n, e): load_workload(self.ws.manifest_path(n), self.ws.app, e, n) for n in self.names for e in self.envs}
+        for m in self.manifests.values():  # paths too (Dockerfile, context, env_file): a stat each
+            m.build_config(self.ws.root)
+            if m.data.get("env_file") and not (self.ws.root / m.data["env_file"]).is_file():
+                m.fail(("env_file",), f"{self.ws.root / m.data['env_file']} does not exist",
+                       allowed="a path relative to the workspace root (the folder above the workspace)")
 
     # --- shared lookups -------------------------------------------------------------------------------
     def target(self, env: str) -> Target:
@@ -415,11 +420,8 @@ def artifact_inputs(s: Session, name: str, env: str) -> dict:
     if folder.is_dir():
         out["addons"] = tree_digest(walk_tree(str(folder), s.stat_cache))
     env_file = m.data.get("env_file")
-    if env_file:
-        path = s.ws.root / env_file
-        if not path.is_file():
-            m.fail(("env_file",), f"{path} does not exist", allowed="a path relative to the workspace root")
-        out["env_file"] = s.stat_cache.file_digest(str(path))
+    if env_file:  # its existence was checked when the session loaded the manifest
+        out["env_file"] = s.stat_cache.file_digest(str(s.ws.root / env_file))
     if out["addons"] or out["env_file"]:
         target = s.target(env)
         bucket = target.artifact_bucket(s.ws.app)

@@ -282,3 +282,20 @@ def test_force_on_a_scheduled_job_redeploys_its_stack_only(workspace):
     assert marks(out)["deploy:mailer@test"] == "." and marks(out)["build:mailer@test"] == "--", out
     assert "is a Scheduled Job; it has no service to roll" in out
     assert not [c for c in ws.api_calls() if c["operation"] == "UpdateService"]
+
+
+@pytest.mark.parametrize("edit,needle", [
+    (("frontend", "build: manifests/frontend/src/Dockerfile", "build: manifests/frontend/src/Dockerfile.missing"),
+     "manifests/frontend/manifest.yml:7: field 'image.build': Dockerfile"),
+    (("api", "env_file: manifests/api/api.env", "env_file: manifests/api/missing.env"),
+     "manifests/api/manifest.yml:33: field 'env_file':"),
+])
+def test_missing_paths_stop_before_anything_is_applied(workspace, edit, needle):
+    ws = workspace
+    name, old, new = edit
+    mf = ws.manifests / name / "manifest.yml"
+    mf.write_text(mf.read_text().replace(old, new))
+    p = ws.run("deploy", f"name={name}", "env=test", check=False)
+    assert p.returncode != 0 and "Traceback" not in p.stdout + p.stderr
+    assert needle in p.stdout + p.stderr, p.stdout + p.stderr
+    assert ws.mutating() == [] and not (ws.root / "cache" / "actions").exists()

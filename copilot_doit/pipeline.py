@@ -533,7 +533,9 @@ def run_lint(s: Session, name: str, env: str) -> dict:
     if p.result.get("addons"):
         lint_body(s, s.cache.get_object(p.result["addons"]).decode(), region, f"{name}/addons (merged)")
     result = lint_body(s, s.cache.get_object(p.result["template"]).decode(), region, f"{s.stack_name(name, env)}.yml")
-    s.cache.put_action("lint", st.key, result)
+    if p.result.get("addons"):
+        # The stage's key covers both templates; without addons it is the key lint_body just recorded.
+        s.cache.put_action("lint", st.key, result)
     s.changed()
     return result
 

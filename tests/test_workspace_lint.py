@@ -59,19 +59,21 @@ def test_bad_workspace_settings(tmp_path, monkeypatch, text, needle):
     assert needle in str(e.value)
 
 
-def test_imported_vpc_environment_renders_lint_clean(tmp_path):
+def env_with_vpc(tmp_path, vpc: str) -> dict:
+    """The data of an environment manifest `test` whose network.vpc block is `vpc` (YAML, 4-space indented)."""
     p = tmp_path / "manifest.yml"
-    p.write_text("""name: test
-type: Environment
-network:
-  vpc:
+    p.write_text("name: test\ntype: Environment\nnetwork:\n  vpc:\n" + vpc)
+    return manifest.load_environment(p, "app", "test").data
+
+
+def test_imported_vpc_environment_renders_lint_clean(tmp_path):
+    data = env_with_vpc(tmp_path, """\
     id: vpc-0123456789abcdef0
     subnets:
       public: [{id: subnet-0aaaaaaaaaaaaaaaa}, {id: subnet-0bbbbbbbbbbbbbbbb}]
       private: [{id: subnet-0cccccccccccccccc}, {id: subnet-0dddddddddddddddd}]
 """)
-    em = manifest.load_environment(p, "app", "test")
-    t, _ = env_t.render("app", "test", em.data, public_alb=True, internal_alb=False)
+    t, _ = env_t.render("app", "test", data, public_alb=True, internal_alb=False)
     assert "VPC" not in t["Resources"] and "InternalLoadBalancer" not in t["Resources"]
     assert t["Resources"]["PublicLoadBalancer"]["Properties"]["Subnets"] == ["subnet-0aaaaaaaaaaaaaaaa", "subnet-0bbbbbbbbbbbbbbbb"]
     assert t["Outputs"]["VpcId"]["Value"] == "vpc-0123456789abcdef0"
@@ -93,18 +95,13 @@ def test_lint_errors_stop_with_rule_line_and_message(tmp_path, capsys):
 
 
 def test_new_vpc_subnets_take_cidr_and_az_from_the_manifest(tmp_path):
-    p = tmp_path / "manifest.yml"
-    p.write_text("""name: test
-type: Environment
-network:
-  vpc:
+    data = env_with_vpc(tmp_path, """\
     cidr: 10.2.0.0/16
     subnets:
       public: [{cidr: 10.2.0.0/24, az: us-east-1a}, {cidr: 10.2.1.0/24, az: us-east-1b}]
       private: [{cidr: 10.2.2.0/24}, {cidr: 10.2.3.0/24}]
 """)
-    em = manifest.load_environment(p, "app", "test")
-    t, _ = env_t.render("app", "test", em.data)
+    t, _ = env_t.render("app", "test", data)
     props = t["Resources"]["PublicSubnet2"]["Properties"]
     assert (props["CidrBlock"], props["AvailabilityZone"]) == ("10.2.1.0/24", "us-east-1b")
     assert t["Resources"]["PrivateSubnet1"]["Properties"]["AvailabilityZone"] == {"Fn::Select": [0, {"Fn::GetAZs": ""}]}

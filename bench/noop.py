@@ -68,7 +68,7 @@ def naive_setup(root: Path, env: dict, app: str) -> list[list[str]]:
     """The naive script's three commands, against the same local registry and moto server."""
     sys.path.insert(0, str(REPO))
     os.environ.update({k: v for k, v in env.items() if k.startswith("COPILOT_DOIT")})
-    from copilot_doit.local import services
+    from copilot_doit.targets.local import services
     e = services.ensure_running(root / "cache")
     # The deployed (compat-adapted) template and parameters of the frontend stack, fetched once.
     import boto3
@@ -117,7 +117,7 @@ def main():
             for name, cmds in cases.items():  # interleaved: machine noise hits all cases alike
                 samples[name].append(timed(cmds, root, env))
         if "COPILOT_DOIT_LOCAL_DIR" not in os.environ or os.environ["COPILOT_DOIT_LOCAL_DIR"].startswith(tmp):
-            from copilot_doit.local import services
+            from copilot_doit.targets.local import services
             services.stop(root / "cache")
     rows = []
     med = {k: statistics.median(v) for k, v in samples.items()}

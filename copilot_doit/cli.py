@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _cache_root():
     from .errors import UserError
-    from .pipeline import cache_root_for
+    from .session import cache_root_for
     from .workspace import find_workspace_dir
     try:
         return cache_root_for(find_workspace_dir().parent)
@@ -141,7 +141,7 @@ def _cache_root():
 
 
 def _local(rest: list[str]) -> int:
-    from .local import services
+    from .targets.local import services
     action = rest[0] if rest else "status"
     root = _cache_root()
     if action == "stop":
@@ -154,9 +154,7 @@ def _local(rest: list[str]) -> int:
         for name, s in st.items():
             print(f"{name}: {'running' if s['running'] else 'stopped'} pid {s['pid']} port {s['port']} log {s['log']}")
     elif action == "reset":
-        import urllib.request
-        e = services.ensure_running(root)
-        urllib.request.urlopen(urllib.request.Request(f"{e.moto_url}/moto-api/reset", method="POST"), timeout=10)
+        services.reset(root)
         print("local target: moto state wiped (stacks, ECR records); the next deploy recreates everything")
     else:
         print("usage: copilot-doit local status|stop|reset", file=sys.stderr)

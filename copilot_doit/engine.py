@@ -11,7 +11,7 @@ import os
 import socket
 import urllib.parse
 
-from .aws import log_api
+from .audit import log_api
 from .errors import ServiceUnavailable
 
 DEFAULT_SOCKET = "/var/run/docker.sock"

@@ -22,9 +22,9 @@ from doit import get_var
 from doit.exceptions import InvalidCommand, TaskFailed
 from doit.reporter import ConsoleReporter
 
-from . import pipeline
 from .errors import StageFailed, UserError
-from .pipeline import Options, Session, parse_resource_tags, stage_id
+from .session import Options, Session, cache_root_for, parse_resource_tags
+from .stages import ENV, STAGES, WORKLOAD_STAGES
 
 _SESSION: tuple | None = None
 
@@ -71,7 +71,7 @@ class StageCheck:
     def __call__(self, task, values):
         self.error = None
         try:
-            st = pipeline.STATUS[self.stage](session(), self.name, self.env)
+            st = STAGES[self.stage].status(session(), self.name, self.env)
         except (UserError, StageFailed) as exc:
             # Reported by the action, cleanly, instead of a traceback from inside doit's checker.
             self.error = exc
@@ -116,7 +116,7 @@ def _action(check: StageCheck):
             return TaskFailed(str(check.error))
         s = session()
         try:
-            pipeline.RUN[check.stage](s, check.name, check.env)
+            STAGES[check.stage].run(s, check.name, check.env)
         except (UserError, StageFailed) as exc:
             return TaskFailed(str(exc))
         finally:
@@ -126,55 +126,29 @@ def _action(check: StageCheck):
     return run
 
 
-DOCS = {
-    "build": "docker build of {name}'s image for {env} (skipped when the build inputs hash the same)",
-    "push": "push {name}'s image to ECR (skipped when the registry holds the digest)",
-    "package": "render {name}'s CloudFormation for {env} (image pinned by digest)",
-    "lint": "cfn-lint {name}'s template for {env}",
-    "deploy": "create/update stack {app}-{env}-{name} (skipped when template, parameters and tags are deployed)",
-}
-
-
-def _stage_task(stage: str, name: str, env: str, deps: list[str]) -> dict:
-    check = StageCheck(stage, name, env)
-    return {"name": f"{name}@{env}", "doc": StageDoc(DOCS[stage].format(name=name, env=env, app=session().ws.app), check),
-            "actions": [_action(check)], "uptodate": [check], "task_dep": deps, "verbosity": 2}
+def _stage_task(stage, name: str | None, env: str) -> dict:
+    s = session()
+    check = StageCheck(stage.name, name, env)
+    doc = stage.doc.format(name=name, env=env, app=s.ws.app, target=s.ws.env_settings(env).target)
+    return {"name": env if stage is ENV else f"{name}@{env}", "doc": StageDoc(doc, check),
+            "actions": [_action(check)], "uptodate": [check], "task_dep": stage.deps(s, name, env),
+            "verbosity": 2}
 
 
 def task_env():
     """deploy the environment stacks <app>-<env> (VPC, cluster, load balancers, exports)"""
-    s = session()
     yield {"name": None, "doc": task_env.__doc__}
-    for env in s.envs:
-        check = StageCheck("env", None, env)
-        yield {"name": env, "doc": StageDoc(f"environment stack {s.ws.app}-{env} ({s.ws.env_settings(env).target} target)", check),
-               "actions": [_action(check)], "uptodate": [check], "verbosity": 2}
+    for env in session().envs:
+        yield _stage_task(ENV, None, env)
 
 
-def _group(stage: str, doc: str):
+def _group(stage_name: str, doc: str):
     s = session()
+    stage = next(st for st in WORKLOAD_STAGES if st.name == stage_name)
     yield {"name": None, "doc": doc}
     for name in s.names:
         for env in s.envs:
-            yield _stage_task(stage, name, env, _deps(s, stage, name, env))
-
-
-def _deps(s: Session, stage: str, name: str, env: str) -> list[str]:
-    if stage == "build":
-        return []
-    if stage == "push":
-        return [stage_id("build", name, env)]
-    if stage == "package":
-        return [stage_id("push", name, env), f"env:{env}"]
-    if stage == "lint":
-        return [stage_id("package", name, env)]
-    deps = [stage_id("lint", name, env)]
-    # A subscriber's queue subscribes to topics of another workload: deploy the publisher first.
-    subscribe = s.manifests[(name, env)].data.get("subscribe") or {}
-    for topic in subscribe.get("topics") or []:
-        if topic.get("service") in s.names and topic["service"] != name:
-            deps.append(stage_id("deploy", topic["service"], env))
-    return sorted(set(deps))
+            yield _stage_task(stage, name, env)
 
 
 def task_build():
@@ -252,7 +226,7 @@ def _dep_file() -> str:
         root = find_workspace_dir().parent
     except UserError:
         root = Path.cwd()
-    cache = pipeline.cache_root_for(root)
+    cache = cache_root_for(root)
     cache.mkdir(parents=True, exist_ok=True)
     return str(cache / ".doit.db")
 

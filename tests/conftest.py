@@ -31,7 +31,7 @@ def local_dir(tmp_path_factory):
     d = os.environ.get("COPILOT_DOIT_TEST_LOCAL_DIR") or str(tmp_path_factory.mktemp("local"))
     os.environ["COPILOT_DOIT_LOCAL_DIR"] = d
     yield Path(d)
-    from copilot_doit.local import services
+    from copilot_doit.targets.local import services
     services.stop("unused")
 
 
@@ -48,7 +48,7 @@ def services_up(local_dir):
         missing("docker-registry is not installed")
     if not BUSYBOX:
         missing("busybox (busybox-static) is not installed")
-    from copilot_doit.local import services
+    from copilot_doit.targets.local import services
     try:
         return services.ensure_running("unused")
     except ServiceUnavailable as exc:

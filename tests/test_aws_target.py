@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from copilot_doit.aws import Target
+from copilot_doit.targets.aws import AwsTarget as Target
 from copilot_doit.workspace import EnvSettings
 
 pytestmark = pytest.mark.e2e

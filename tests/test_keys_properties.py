@@ -12,7 +12,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from copilot_doit import build, package, templates
+from copilot_doit import templates
+from copilot_doit.stages import build, package
 from copilot_doit.hashing import StatCache
 from copilot_doit.manifest import load_workload
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from copilot_doit import manifest, templates
-from copilot_doit.local import compat
+from copilot_doit.targets.local import compat
 from copilot_doit.templates import workload
 
 REPO = Path(__file__).resolve().parents[1]

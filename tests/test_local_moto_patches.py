@@ -1,4 +1,4 @@
-"""One test per moto patch in copilot_doit/local/moto_server.py, against the tool's own moto server.
+"""One test per moto patch in copilot_doit/targets/local/moto_server.py, against the tool's own moto server.
 
 Each test exercises exactly the behaviour the patch restores; without the patch it fails (the failure
 modes are in research/feasibility.md §1.b.6 and in the patch comments).

@@ -1,7 +1,6 @@
 """Workspace discovery, settings validation, the imported-VPC environment, and lint failures (pure)."""
 from __future__ import annotations
 
-import types
 from pathlib import Path
 
 import pytest
@@ -82,16 +81,16 @@ def test_imported_vpc_environment_renders_lint_clean(tmp_path):
 
 
 def test_lint_errors_stop_with_rule_line_and_message(tmp_path, capsys):
-    from copilot_doit.pipeline import lint_body
-    s = types.SimpleNamespace(cache=Cache(tmp_path))
+    from copilot_doit.linting import lint_template
+    cache = Cache(tmp_path)
     bad = "Resources:\n  Log:\n    Type: AWS::Logs::LogGroup\n    Properties:\n      RetentionInDays: sixty\n"
     with pytest.raises(StageFailed, match=r"cfn-lint found 2 error\(s\) in bad.yml; nothing was deployed"):
-        lint_body(s, bad, "us-east-1", "bad.yml")
+        lint_template(cache, bad, "us-east-1", "bad.yml")
     out = capsys.readouterr().out
     assert "bad.yml:5: E3012 error: 'sixty' is not of type 'integer'" in out, out
     # The report is cached: a second run fails the same way without linting again.
     with pytest.raises(StageFailed):
-        lint_body(s, bad, "us-east-1", "bad.yml")
+        lint_template(cache, bad, "us-east-1", "bad.yml")
 
 
 def test_new_vpc_subnets_take_cidr_and_az_from_the_manifest(tmp_path):

@@ -1,7 +1,7 @@
-"""Stage 5a, lint: cfn-lint on the rendered template, in-process, cached by template digest.
+"""cfn-lint on a rendered template, in-process, cached by template digest (the env and lint stages).
 
 key:   template digest, cfn-lint version, regions. cfnlint (~1 s to import) is imported only here.
-apply: lint the YAML text (so matches carry line numbers). Result: {"report", "errors", "warnings"};
+run:   lint the YAML text (so matches carry line numbers). Result: {"report", "errors", "warnings"};
        errors fail the stage with rule id, line and message; warnings are shown.
 """
 from __future__ import annotations
@@ -9,6 +9,8 @@ from __future__ import annotations
 import importlib.metadata
 import json
 
+from .cache import Cache
+from .errors import StageFailed
 from .hashing import Key
 
 SALT = "lint/1"
@@ -41,3 +43,23 @@ def format_report(report: list[dict], name: str) -> str:
 
 def to_bytes(report: list[dict]) -> bytes:
     return json.dumps(report, sort_keys=True).encode()
+
+
+def lint_template(cache: Cache, body: str, region: str, name: str) -> dict:
+    """Lint with the cache: a template linted once is never linted again (cfn-lint costs ~1 s).
+    Prints the report; raises StageFailed on errors. Returns the summary record."""
+    digest = cache.put_object(body.encode())
+    k = key(digest, region)
+    rec = cache.get_action("lint", k)
+    if rec is None:
+        report = run(body, region)
+        result = {**summary(report), "report": cache.put_object(to_bytes(report))}
+        cache.put_action("lint", k, result)
+    else:
+        result = rec["result"]
+        report = json.loads(cache.get_object(result["report"]) or b"[]")
+    if report:
+        print(format_report(report, name))
+    if result["errors"]:
+        raise StageFailed(f"cfn-lint found {result['errors']} error(s) in {name}; nothing was deployed")
+    return result

@@ -1,18 +1,18 @@
 """The local target: everything that knows about the emulator lives in this package.
 
-`LocalTarget` is `aws.Target` pointed at the moto server, with the ECR registry host mapped to the
+`LocalTarget` is `AwsTarget` pointed at the moto server, with the ECR registry host mapped to the
 local docker-registry, pushed digests registered in the emulated ECR, light HTTP live checks, and the
 compat step applied to templates after they were linted in full.
 """
 from __future__ import annotations
 
-from ..aws import Target, log_api
+from ..aws import AwsTarget
 from . import compat, lite, services
 
 ACCOUNT = "123456789012"  # moto's default account
 
 
-class LocalTarget(Target):
+class LocalTarget(AwsTarget):
     kind = "local"
     waits_for_services = False  # moto's ECS never runs tasks: a forced deployment cannot settle
 
@@ -81,7 +81,7 @@ class LocalTarget(Target):
     def deployable(self, body: str, missing_imports=frozenset()):
         """The compat step: the linted template minus what moto does not emulate (see compat.py)."""
         import yaml
-        from ..templates import dump
+        from ...templates import dump
         adapted, notes = compat.adapt(yaml.safe_load(body), missing_imports)
         return dump(adapted), notes
 
@@ -91,4 +91,4 @@ class LocalTarget(Target):
         return f"{self.endpoints.moto_url.replace('127.0.0.1', 'localhost')}/{bucket}/{key}"
 
 
-__all__ = ["LocalTarget", "log_api"]
+__all__ = ["LocalTarget"]

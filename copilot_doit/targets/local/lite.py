@@ -11,7 +11,7 @@ import json
 import urllib.parse
 import xml.etree.ElementTree as ET
 
-from ..aws import log_api
+from ...audit import log_api
 
 MANIFEST_ACCEPT = ", ".join([
     "application/vnd.docker.distribution.manifest.v2+json",

@@ -1,6 +1,6 @@
 """The embedded AWS endpoint: moto's server with the patches that make it behave like CloudFormation.
 
-Run as `python -m copilot_doit.local.moto_server -H 127.0.0.1 -p PORT` (started by `services.py`).
+Run as `python -m copilot_doit.targets.local.moto_server -H 127.0.0.1 -p PORT` (started by `services.py`).
 The patches depend on moto internals, hence the pin `moto[server]==5.2.1` in pyproject.toml; each one
 has a test in tests/test_local_moto_patches.py that fails without it. Numbers refer to
 research/feasibility.md §1.b.6; patch 5 is ours (stack tags through change sets).

@@ -1,22 +1,22 @@
-"""Stage 5b, deploy: create or update a stack through a change set, streaming its events.
+"""CloudFormation stacks, shared by the env and deploy stages: the live check and the upsert.
 
-key:   template digest, parameters, tags. The key is written on the stack as the tag
-       `copilot-doit:deploy-key`, so the live check is one DescribeStacks per environment: the stack
-       exists, is in a stable *_COMPLETE state (not a rollback) and carries the same key.
-apply: Copilot's upsert (research/copilot.md §1.5): describe; none/REVIEW_IN_PROGRESS -> CREATE change
-       set; ROLLBACK_COMPLETE -> delete, then CREATE; *_IN_PROGRESS -> refuse; else UPDATE. An empty
-       change set is deleted and reported as "no changes". Never a waiter after an API error.
+live:   a stage's key is written on its stack as the tag `copilot-doit:deploy-key`, so the live check
+        is one DescribeStacks per environment: the stack exists, is in a stable *_COMPLETE state (not a
+        rollback) and carries the same key (and the parameters and update time we recorded).
+deploy: Copilot's upsert (research/copilot.md §1.5): describe; none/REVIEW_IN_PROGRESS -> CREATE change
+        set; ROLLBACK_COMPLETE -> delete, then CREATE; *_IN_PROGRESS -> refuse; else UPDATE. An empty
+        change set is deleted and reported as "no changes". Never a waiter after an API error.
 """
 from __future__ import annotations
 
 import time
 import uuid
 
-from .aws import STABLE_STATES, Target
 from .errors import StageFailed
 from .hashing import Key
+from .targets import Target
 
-SALT = "deploy/1"
+STABLE_STATES = ("CREATE_COMPLETE", "UPDATE_COMPLETE", "IMPORT_COMPLETE")
 KEY_TAG = "copilot-doit:deploy-key"
 NO_CHANGES = ("didn't contain changes", "No updates are to be performed")
 CAPABILITIES = ["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM", "CAPABILITY_AUTO_EXPAND"]
@@ -25,10 +25,6 @@ NO_ROLLBACK_WARNING = (
     "introduce service downtime.\nIf the deployment fails when automatic stack rollback is disabled, you may "
     "be required to manually start the stack rollback of the stack via the AWS console or AWS CLI before the "
     "next deployment.")
-
-
-def key(template_digest: str, parameters: dict, tags: dict) -> Key:
-    return Key.of(SALT, {"template": template_digest, "parameters": parameters, "tags": tags})
 
 
 def live_ok(stacks: dict, name: str, k: Key, parameters: dict | None = None,
@@ -54,6 +50,14 @@ def live_ok(stacks: dict, name: str, k: Key, parameters: dict | None = None,
     return True, f"stack {name} is {s['status']} with the same template, parameters and tags (since {s['updated']})"
 
 
+def deployable(target: Target, body: str, missing_imports: set[str] = frozenset()) -> str:
+    """The linted body as the target will run it, saying what its compat step changed (if anything)."""
+    body_to_run, notes = target.deployable(body, missing_imports)
+    for n in notes:
+        print(f"  {target.kind} compat: {n}")
+    return body_to_run
+
+
 def _error_text(exc) -> str:
     resp = getattr(exc, "response", None)
     if isinstance(resp, dict) and "Error" in resp:
@@ -70,7 +74,7 @@ def _call(what: str, fn, **kwargs):
     except ClientError as exc:
         raise StageFailed(f"{what} failed: {_error_text(exc)}") from None
     except (BotoCoreError, ResponseParserError) as exc:
-        # moto answers errors of nested services in their own protocol: keep the body, drop the noise.
+        # An endpoint may answer a nested service's error in that service's protocol: keep the body.
         text = str(exc)
         body = text[text.find("b'"):] if "b'" in text else text
         raise StageFailed(f"{what} failed: {body}") from None

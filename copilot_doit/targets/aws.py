@@ -1,41 +1,24 @@
-"""Where an environment deploys: AWS through boto3's default credential chain.
+"""Real AWS: one environment's region/profile/account through boto3's default credential chain.
 
-`Target` is the small interface every stage uses (clients, registry, stack listing, compat step). The
-local emulator subclasses it in `copilot_doit.local`; nothing else knows about the emulator.
-boto3 and docker are imported inside methods: the no-op path of the local target never loads them.
+`AwsTarget` implements the `Target` face (see `targets/__init__.py`). The local target subclasses it
+(`targets/local/`); this module knows nothing about the emulator. boto3 is imported inside methods:
+the no-op path of the local target never loads it.
 """
 from __future__ import annotations
 
 import base64
-import json
 import os
 import threading
 
-from .errors import ServiceUnavailable, UserError
-from .workspace import EnvSettings
-
-READ_PREFIXES = ("Describe", "Get", "List", "BatchGet", "Head", "Lookup", "Inspect")
-STABLE_STATES = ("CREATE_COMPLETE", "UPDATE_COMPLETE", "IMPORT_COMPLETE")
-
-
-def log_api(service: str, operation: str, target: str, params: dict | None = None) -> None:
-    """Append one line per API call / engine operation to $COPILOT_DOIT_API_LOG (audits and tests)."""
-    path = os.environ.get("COPILOT_DOIT_API_LOG")
-    if not path:
-        return
-    rec = {"service": service, "operation": operation, "target": target,
-           "mutating": not operation.startswith(READ_PREFIXES)}
-    if params:
-        rec["params"] = params
-    with open(path, "a") as f:
-        f.write(json.dumps(rec, default=str) + "\n")
-
+from ..audit import log_api
+from ..errors import ServiceUnavailable, UserError
+from ..workspace import EnvSettings
 
 _AUDITED_PARAMS = {"ExecuteChangeSet": ("DisableRollback",), "CreateChangeSet": ("ChangeSetType", "Tags"),
                    "UpdateService": ("forceNewDeployment",)}
 
 
-class Target:
+class AwsTarget:
     """Real AWS for one environment's settings (region, profile, expected account)."""
 
     kind = "aws"
@@ -192,11 +175,4 @@ class Target:
 
     def close(self) -> None:
         pass
-
-
-def target_for(settings: EnvSettings, cache_root) -> Target:
-    if settings.target == "local":
-        from .local import LocalTarget
-        return LocalTarget(settings, cache_root)
-    return Target(settings, cache_root)
 

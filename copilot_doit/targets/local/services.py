@@ -21,10 +21,15 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import ServiceUnavailable
+from ...errors import ServiceUnavailable
 
 STATE_FILE = "services.json"
-MOTO_MARKER = "copilot_doit.local.moto_server"
+MOTO_MARKER = "copilot_doit.targets.local.moto_server"
+# Command-line markers of moto servers started by earlier layouts of this package: a server started
+# before an upgrade is still found (reused, or stopped by `local stop`) instead of being orphaned.
+LEGACY_MOTO_MARKERS = ("copilot_doit.local.moto_server",)
+MOTO_MARKERS = (MOTO_MARKER, *LEGACY_MOTO_MARKERS)
+REGISTRY_MARKERS = ("registry",)
 REGISTRY_BINARIES = ("docker-registry", "registry")
 
 
@@ -44,13 +49,14 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _alive(pid: int, marker: str) -> bool:
+def _alive(pid: int, markers: tuple[str, ...]) -> bool:
+    """The pid runs and its command line names one of `markers` (a recycled pid does not)."""
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as f:
             cmd = f.read().decode(errors="replace")
     except OSError:
         return False
-    return marker in cmd
+    return any(m in cmd for m in markers)
 
 
 def _port_open(port: int) -> bool:
@@ -86,13 +92,17 @@ def read_state(d: Path) -> dict:
 
 
 def _write_state(d: Path, state: dict) -> None:
-    from ..cache import atomic_write
+    from ...cache import atomic_write
     atomic_write(d / STATE_FILE, json.dumps(state, indent=2).encode())
 
 
-def _running(state: dict, name: str, marker: str) -> bool:
+def _running(state: dict, name: str) -> bool:
     s = state.get(name)
-    return bool(s) and _alive(s["pid"], marker) and _port_open(s["port"])
+    return bool(s) and _alive(s["pid"], _markers(name)) and _port_open(s["port"])
+
+
+def _markers(name: str) -> tuple[str, ...]:
+    return MOTO_MARKERS if name == "moto" else REGISTRY_MARKERS
 
 
 def _wait_ready(url: str, proc: subprocess.Popen, log: Path, what: str, timeout: float = 60) -> None:
@@ -111,7 +121,7 @@ def _start_moto(d: Path) -> dict:
     port = _free_port()
     log = d / "moto.log"
     env = dict(os.environ)
-    pkg_parent = str(Path(__file__).resolve().parents[2])
+    pkg_parent = str(Path(__file__).resolve().parents[3])
     env["PYTHONPATH"] = pkg_parent + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     env.pop("COPILOT_DOIT_API_LOG", None)
     with open(log, "ab") as out:
@@ -154,16 +164,16 @@ def _start_registry(d: Path) -> dict:
 def ensure_running(cache_root) -> Endpoints:
     d = local_dir(cache_root)
     state = read_state(d)
-    if _running(state, "moto", MOTO_MARKER) and _running(state, "registry", "registry"):
+    if _running(state, "moto") and _running(state, "registry"):
         return _endpoints(state)
     with _locked(d):
         state = read_state(d)
         changed = False
-        if not _running(state, "moto", MOTO_MARKER):
+        if not _running(state, "moto"):
             print(f"local: starting the moto server (state in {d})", file=sys.stderr)
             state["moto"] = _start_moto(d)
             changed = True
-        if not _running(state, "registry", "registry"):
+        if not _running(state, "registry"):
             print(f"local: starting docker-registry (blobs in {d / 'registry'})", file=sys.stderr)
             state["registry"] = _start_registry(d)
             changed = True
@@ -183,8 +193,8 @@ def stop(cache_root) -> list[str]:
     stopped = []
     with _locked(d):
         state = read_state(d)
-        for name, marker in (("moto", MOTO_MARKER), ("registry", "registry")):
-            s = state.get(name)
+        for name in ("moto", "registry"):
+            s, marker = state.get(name), _markers(name)
             if s and _alive(s["pid"], marker):
                 os.kill(s["pid"], signal.SIGTERM)
                 for _ in range(50):
@@ -202,5 +212,12 @@ def stop(cache_root) -> list[str]:
 def status(cache_root) -> dict:
     d = local_dir(cache_root)
     state = read_state(d)
-    return {name: {**s, "running": _running(state, name, MOTO_MARKER if name == "moto" else "registry")}
-            for name, s in state.items()}
+    return {name: {**s, "running": _running(state, name)} for name, s in state.items()}
+
+
+def reset(cache_root) -> None:
+    """Wipe the emulator's state (stacks, ECR records, buckets); the registry's blobs stay."""
+    e = ensure_running(cache_root)
+    req = urllib.request.Request(f"{e.moto_url}/moto-api/reset", method="POST")
+    with urllib.request.urlopen(req, timeout=10):
+        pass

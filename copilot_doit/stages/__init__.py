@@ -1,0 +1,57 @@
+"""The pipeline's stages, in order. One module per stage, each with its key recipe, `status` and `run`:
+
+    env      the environment stack <app>-<env>           (stages/env.py)
+    build    docker build of the workload's image        (stages/build.py)
+    push     the image to its ECR repository             (stages/push.py)
+    package  the CloudFormation template, image pinned   (stages/package.py)
+    lint     cfn-lint of the template                    (stages/lint.py)
+    deploy   the workload's stack <app>-<env>-<name>     (stages/deploy.py)
+
+`status(session, name, env) -> Status` says whether a stage must run and why; a stage reads its upstream
+only through the upstream's `status`. `run(session, name, env)` performs the side effect and records
+the result once the world confirms it. `tasks.py` (doit) and `plan.py` read this table.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from . import build, deploy, env, lint, package, push
+from .base import Status, stage_id
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    status: Callable          # (session, name, env) -> Status
+    run: Callable             # (session, name, env) -> result dict
+    doc: str                  # one line; {name}, {env}, {app}, {target} are filled in
+    upstream: tuple[str, ...]  # stages of the same workload and env ("env" is the env's stack)
+    ordering: Callable | None = None  # (session, name, env) -> more task ids to wait for
+
+    def task_id(self, name: str | None, env: str) -> str:
+        return stage_id(self.name, name, env)
+
+    def deps(self, session, name: str | None, env: str) -> list[str]:
+        ids = [stage_id(u, name, env) for u in self.upstream]  # in this order: doit runs them so
+        if self.ordering is not None:
+            ids = sorted(set(ids + self.ordering(session, name, env)))
+        return ids
+
+
+ENV = Stage("env", env.status, env.run, "environment stack {app}-{env} ({target} target)", ())
+WORKLOAD_STAGES = (
+    Stage("build", build.status, build.run,
+          "docker build of {name}'s image for {env} (skipped when the build inputs hash the same)", ()),
+    Stage("push", push.status, push.run,
+          "push {name}'s image to ECR (skipped when the registry holds the digest)", ("build",)),
+    Stage("package", package.status, package.run,
+          "render {name}'s CloudFormation for {env} (image pinned by digest)", ("push", "env")),
+    Stage("lint", lint.status, lint.run, "cfn-lint {name}'s template for {env}", ("package",)),
+    Stage("deploy", deploy.status, deploy.run,
+          "create/update stack {app}-{env}-{name} (skipped when template, parameters and tags are deployed)",
+          ("lint",), deploy.ordering),
+)
+STAGES = {st.name: st for st in (ENV, *WORKLOAD_STAGES)}
+
+__all__ = ["ENV", "STAGES", "WORKLOAD_STAGES", "Stage", "Status", "stage_id"]

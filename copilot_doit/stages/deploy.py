@@ -1,0 +1,111 @@
+"""Stage 5b, deploy: create or update the workload's stack `<app>-<env>-<name>`.
+
+key:    template digest, parameters, tags (the rollback setting only matters at execution).
+status: up to date when the live stack is stable and carries this key, with the parameters and update
+        time we recorded (a stack changed behind the tool's back is redeployed); `force` never skips.
+run:    the target's compat step, upsert through a change set (copilot_doit/stacks.py), then for
+        `force` an ECS forced new deployment; the result is recorded once the stack confirms the key.
+"""
+from __future__ import annotations
+
+import json
+import time
+
+from .. import stacks
+from ..hashing import Key
+from ..errors import StageFailed
+from ..manifest import JOB
+from ..session import Session
+from ..words import changed_fields, few
+from . import env as env_stage
+from . import lint, package
+from .base import Status, must_run, stage_id
+
+SALT = "deploy/1"
+
+
+def key(template_digest: str, parameters: dict, tags: dict) -> Key:
+    return Key.of(SALT, {"template": template_digest, "parameters": parameters, "tags": tags})
+
+
+def ordering(s: Session, name: str, env: str) -> list[str]:
+    """Deploys this one waits for besides its own lint: a subscriber's queue subscribes to topics of
+    another workload, so the publisher is deployed first."""
+    subscribe = s.manifests[(name, env)].data.get("subscribe") or {}
+    return [stage_id("deploy", t["service"], env) for t in subscribe.get("topics") or []
+            if t.get("service") in s.names and t["service"] != name]
+
+
+def explain(old: dict, new: dict) -> list[str]:
+    parts = []
+    if old.get("template") != new.get("template"):
+        parts.append("template changed")
+    params = changed_fields(old.get("parameters") or {}, new.get("parameters") or {})
+    if params:
+        parts.append(f"parameters changed: {few(params)}")
+    tags = changed_fields(old.get("tags") or {}, new.get("tags") or {})
+    if tags:
+        parts.append(f"tags changed: {few(tags)}")
+    return parts
+
+
+def status(s: Session, name: str, env: str) -> Status:
+    def compute():
+        lt = lint.status(s, name, env)
+        if lt.run:
+            return Status(True, f"after lint:{name}@{env}")
+        p = package.status(s, name, env)
+        params = json.loads(s.cache.get_object(p.result["parameters"]))
+        tags = s.tags(name, env)
+        k = key(p.result["template"], params, tags)
+        inputs = {"template": p.result["template"], "parameters": params, "tags": tags}
+        stack_name = s.stack_name(name, env)
+        rec = s.cache.get_action("deploy", k)
+        ok, why = stacks.live_ok(s.stacks(env), stack_name, k, params, (rec or {}).get("result", {}).get("updated"))
+        if s.opts.force:
+            return Status(True, "force: deploy even if nothing changed", k, None, inputs)
+        if ok:
+            return Status(False, why, k, {"stack": stack_name}, inputs)
+        if rec:
+            return Status(True, why, k, None, inputs)
+        return Status(True, f"{why}; {s.why('deploy', stage_id('deploy', name, env), inputs, k, explain)}",
+                      k, None, inputs)
+    return s.memo(("deploy", name, env), compute)
+
+
+def run(s: Session, name: str, env: str) -> dict:
+    st = must_run(status(s, name, env), stage_id("deploy", name, env))
+    if st is None:
+        return status(s, name, env).result
+    m = s.manifests[(name, env)]
+    target = s.target(env)
+    p = package.status(s, name, env)
+    body = s.cache.get_object(p.result["template"]).decode()
+    stack_name = s.stack_name(name, env)
+    from ..templates.env import EXPORTS
+    env_outputs = set((env_stage.status(s, None, env).result or {}).get("outputs") or {})
+    deploy_body = stacks.deployable(target, body, set(EXPORTS) - env_outputs)
+    if s.opts.no_rollback:
+        print(stacks.NO_ROLLBACK_WARNING)
+    print(f"deploying stack {stack_name} ({target.kind} target): {st.reason}")
+    started = time.time()
+    out = stacks.deploy(target, stack_name, deploy_body, st.inputs["parameters"],
+                        {**st.inputs["tags"], stacks.KEY_TAG: st.key.hex}, disable_rollback=s.opts.no_rollback)
+    s.changed(env)
+    if s.opts.force and m.type != JOB:
+        cluster = (env_stage.status(s, None, env).result or {}).get("outputs", {}).get("ClusterId")
+        print("  " + stacks.force_new_deployment(target, stack_name, cluster, started))
+    elif s.opts.force:
+        print(f"  --force: {name} is a Scheduled Job; it has no service to roll (its next run uses the current image)")
+    live = s.stacks(env).get(stack_name)
+    ok, why = stacks.live_ok(s.stacks(env), stack_name, st.key, st.inputs["parameters"])
+    if not ok:
+        raise StageFailed(f"after deploying, {why}")
+    result = {"stack": stack_name, "stack_id": out.get("stack_id"), "status": live["status"], "updated": live["updated"]}
+    s.record("deploy", stage_id("deploy", name, env), st.key, result, st.inputs)
+    image = st.inputs["parameters"].get("ContainerImage")
+    kind = "job" if m.type == JOB else "service"
+    runs = stacks.physical_id(target, stack_name, "StateMachine" if m.type == JOB else "Service")
+    what = "state machine" if m.type == JOB else "ECS service"
+    print(f"deployed {kind} {name} to {env}: stack {stack_name} ({live['status']}), image {image}, {what} {runs}")
+    return result

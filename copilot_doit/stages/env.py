@@ -1,0 +1,107 @@
+"""The environment stack `<app>-<env>`: VPC, cluster, load balancers, the exports workloads import.
+
+key:    the env manifest (resolved), what the workspace's workloads need from it (load balancers), the
+        template recipe version, parameters and tags. The template is a pure function of those,
+        rendered only when the stage runs (or the plan shows its diff).
+status: up to date when the live stack is stable and carries this key; deployed from the same inputs
+        elsewhere (another checkout, a CI runner) is adopted.
+run:    render, cfn-lint (cached), the target's compat step, upsert through a change set; the result
+        keeps the stack's outputs.
+"""
+from __future__ import annotations
+
+import sys
+
+from .. import linting, stacks
+from ..errors import StageFailed, UserError
+from ..hashing import Key
+from ..manifest import BACKEND, LBWS, load_workload
+from ..session import Session
+from ..templates import dump
+from ..words import explain_inputs
+from .base import Status
+
+SALT = "env/2"
+
+
+def stack_name(s: Session, env: str) -> str:
+    return f"{s.ws.app}-{env}"
+
+
+def needs(s: Session, env: str) -> dict:
+    """Which shared resources the workspace's workloads need in this environment (all of them, not
+    only the selected ones: deploying one service must not remove another's load balancer)."""
+    out = {"public_alb": False, "internal_alb": False}
+    for name in s.ws.workloads:
+        try:
+            m = s.manifests.get((name, env)) or load_workload(s.ws.manifest_path(name), s.ws.app, env, name)
+        except UserError as exc:
+            print(f"warning: {exc}; keeping every load balancer of {env} in case {name} uses one", file=sys.stderr)
+            return {"public_alb": True, "internal_alb": True}
+        http = m.data.get("http")
+        if m.type == LBWS and http is not False:
+            out["public_alb"] = True
+        if m.type == BACKEND and isinstance(http, dict):
+            out["internal_alb"] = True
+    return out
+
+
+def inputs(s: Session, env: str) -> tuple[Key, dict]:
+    """The env stack's key and the inputs it covers."""
+    from ..templates.env import RECIPE
+    em = s.env_manifests[env]
+    tags = {"copilot-application": s.ws.app, "copilot-environment": env}
+    ins = {"manifest": em.data, "recipe": RECIPE, "parameters": {"AppName": s.ws.app, "EnvironmentName": env},
+           "tags": tags, "needs": needs(s, env)}
+    return Key.of(SALT, ins), ins
+
+
+def template(s: Session, env: str) -> str:
+    """The env stack's template text (pure: no side effects)."""
+    from ..templates.env import render
+    template_data, _ = render(s.ws.app, env, s.env_manifests[env].data, **status(s, None, env).inputs["needs"])
+    return dump(template_data)
+
+
+def explain(old: dict, new: dict) -> list[str]:
+    return [explain_inputs(old, new)]
+
+
+def status(s: Session, name: None, env: str) -> Status:
+    def compute():
+        k, ins = inputs(s, env)
+        rec = s.cache.get_action("env", k)
+        ok, why = stacks.live_ok(s.stacks(env), stack_name(s, env), k, ins["parameters"],
+                                 (rec or {}).get("result", {}).get("updated"))
+        if rec and ok:
+            return Status(False, why, k, rec["result"], ins)
+        if not ok and rec:
+            return Status(True, why, k, None, ins)
+        if ok:  # deployed from these inputs elsewhere (another checkout, a CI runner): adopt it
+            outputs = s.stacks(env)[stack_name(s, env)]["outputs"]
+            return Status(False, why + "; recorded by another runner", k, {"outputs": outputs}, ins)
+        return Status(True, f"{why}; {s.why('env', f'env:{env}', ins, k, explain)}", k, None, ins)
+    return s.memo(("env", env), compute)
+
+
+def run(s: Session, name: None, env: str) -> dict:
+    st = status(s, name, env)
+    if not st.run:
+        return st.result
+    target = s.target(env)
+    stack = stack_name(s, env)
+    body = template(s, env)
+    report = linting.lint_template(s.cache, body, target.settings.region, f"{stack}.yml")
+    deploy_body = stacks.deployable(target, body)
+    tags = {**st.inputs["tags"], stacks.KEY_TAG: st.key.hex}
+    print(f"deploying environment stack {stack} ({target.kind} target)")
+    stacks.deploy(target, stack, deploy_body, st.inputs["parameters"], tags)
+    s.changed(env)
+    live = s.stacks(env).get(stack)
+    if not live or live["tags"].get(stacks.KEY_TAG) != st.key.hex:
+        raise StageFailed(f"stack {stack} does not carry the deployed key after the update")
+    result = {"outputs": live["outputs"], "lint_warnings": report["warnings"], "updated": live["updated"],
+              "template": s.cache.put_object(body.encode())}
+    s.record("env", f"env:{env}", st.key, result, st.inputs)
+    s.changed(env)
+    return result

@@ -1,0 +1,60 @@
+"""Where an environment deploys: the `Target` face every stage uses, and `target_for(settings)`.
+
+    aws.py      real AWS through boto3's default credential chain (`AwsTarget`)
+    local/      the embedded moto server + docker-registry (`LocalTarget`): the only code that knows
+                the emulator (services, moto patches, compat step, plain-HTTP fast path)
+
+Stages talk to a target only through the methods below, so they never ask which kind they have.
+The implementations are imported on first use: the face itself costs nothing on the no-op path.
+"""
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+
+@runtime_checkable
+class Target(Protocol):
+    """One environment's AWS account and region as the stages see it."""
+
+    kind: str                   # "aws" | "local": shown to the user, never branched on by stages
+    waits_for_services: bool    # ECS really runs tasks there: wait for a forced deployment to settle
+    settings: object            # workspace.EnvSettings
+
+    # clients and identity
+    def client(self, service: str): ...
+    def account_id(self) -> str: ...
+
+    # the image registry (ECR, or the local docker-registry mapped to ECR's host)
+    def repository_uri(self, name: str) -> str: ...
+    def ensure_repository(self, name: str, tags: dict) -> str: ...
+    def push_reference(self, repo_uri: str) -> str: ...
+    def registry_auth(self, repo_uri: str) -> dict | None: ...
+    def image_digest_in_registry(self, repo_name: str, digest: str | None = None,
+                                 tag: str | None = None) -> str | None: ...
+    def tag_digest(self, repo_name: str, tag: str) -> str | None: ...
+    def retag(self, repo_name: str, digest: str, tags: list[str]) -> None: ...
+    def after_push(self, repo_name: str, digest: str, tags: list[str]) -> None: ...
+
+    # stacks
+    def describe_stacks(self) -> dict[str, dict]: ...
+    def deployable(self, body: str, missing_imports: set[str] = frozenset()) -> tuple[str, list[str]]: ...
+
+    # the app's artifact bucket (addons templates, env files)
+    def artifact_bucket(self, app: str) -> str: ...
+    def ensure_bucket(self, bucket: str, tags: dict) -> None: ...
+    def upload(self, bucket: str, key: str, body: bytes) -> None: ...
+    def object_url(self, bucket: str, key: str) -> str: ...
+
+    def close(self) -> None: ...
+
+
+def target_for(settings, cache_root) -> Target:
+    """The target of one environment's settings (`target: local` or `aws`, the default)."""
+    if settings.target == "local":
+        from .local import LocalTarget
+        return LocalTarget(settings, cache_root)
+    from .aws import AwsTarget
+    return AwsTarget(settings, cache_root)
+
+
+__all__ = ["Target", "target_for"]

@@ -42,6 +42,20 @@ def atomic_write(path: Path, data: bytes) -> None:
         raise
 
 
+GITIGNORE = "# Written by copilot-doit: everything in its cache stays out of git.\n*\n"
+
+
+def ensure_root(root: str | os.PathLike) -> Path:
+    """The cache folder, created with its own `.gitignore` (`*`) when the product creates it, so a
+    repository stays clean and git describe tags images on the first deploy (Copilot's rule: no git
+    tag on a dirty worktree). A folder that already exists is the user's: nothing is written into it."""
+    root = Path(root)
+    if not root.is_dir():
+        root.mkdir(parents=True, exist_ok=True)
+        atomic_write(root / ".gitignore", GITIGNORE.encode())
+    return root
+
+
 def _warn(msg: str) -> None:
     print(f"warning: {msg}", file=sys.stderr)
 
@@ -94,7 +108,7 @@ class S3Store:
 
 class Cache:
     def __init__(self, root: str | os.PathLike, remote: S3Store | None = None):
-        self.root = Path(root)
+        self.root = ensure_root(root)
         self.remote = remote
 
     # --- objects -------------------------------------------------------------------------------------

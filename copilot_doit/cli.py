@@ -2,6 +2,8 @@
 
     copilot-doit deploy -n frontend -e test [--force] [--no-rollback] [--resource-tags k=v] [--tag T]
     copilot-doit plan -n frontend -e test
+    copilot-doit svc|job package -n frontend -e test [--tag T] [--output-dir DIR] [--upload-assets]
+    copilot-doit env package -n test [--output-dir DIR] [--upload-assets]
     copilot-doit local status|stop|reset
     copilot-doit cache usage|prune --older-than DAYS
 
@@ -45,15 +47,54 @@ usage: copilot-doit <command> [flags]
 commands:
   deploy    build, push, package, lint and deploy workloads (see `copilot-doit deploy -h`)
   plan      print what deploy would run and why, with template and parameter diffs; changes nothing
+  svc package | job package | env package
+            print or write the stack template and parameters (Copilot's file names); changes nothing
+            unless --upload-assets (see `copilot-doit svc package -h`)
   local     status | stop | reset   the embedded moto server and registry of the local target
   cache     usage | prune --older-than DAYS
 """
 
 
+PACKAGE_HELP = """\
+Print the AWS CloudFormation template of a {what}.
+
+Usage:
+  copilot-doit {cmd} package [flags]
+
+Flags:
+  -a, --app string          Name of the application.
+{env_flag}  -h, --help                help for package
+  -n, --name string         Name of the {what}.
+      --output-dir string   Optional. Writes the stack template and template configuration to a directory.
+{tag_flag}      --upload-assets       Optional. Whether to upload assets (container images, Lambda functions, etc.).
+                            Uploaded asset locations are filled in the template configuration.
+
+Examples:
+  Write the CloudFormation stack and configuration to a "infrastructure/" sub-directory instead of stdout.
+  $ copilot-doit {cmd} package -n {example} --output-dir ./infrastructure
+  $ ls ./infrastructure
+  {files}
+"""
+
+
+def package_help(cmd: str) -> str:
+    if cmd == "env":
+        return PACKAGE_HELP.format(what="environment", cmd=cmd, env_flag="", tag_flag="", example="test",
+                                   files="test.env.yml      test.env.params.json")
+    what = "job" if cmd == "job" else "service"
+    return PACKAGE_HELP.format(what=what, cmd=cmd, example="frontend -e test",
+                               env_flag="  -e, --env string          Name of the environment.\n",
+                               tag_flag="      --tag string          Optional. The container image tag.\n",
+                               files="frontend-test.stack.yml      frontend-test.params.json")
+
+
 class _Args(argparse.ArgumentParser):
     def error(self, message):
         print(f"copilot-doit: {message}\n", file=sys.stderr)
-        print(DEPLOY_HELP if self.prog.endswith(("deploy", "plan")) else USAGE, file=sys.stderr)
+        if self.prog.endswith(" package"):
+            print(package_help(self.prog.split()[-2]), file=sys.stderr)
+        else:
+            print(DEPLOY_HELP if self.prog.endswith(("deploy", "plan")) else USAGE, file=sys.stderr)
         sys.exit(2)
 
 
@@ -121,12 +162,58 @@ def main(argv: list[str] | None = None) -> int:
             print(DEPLOY_HELP.replace("copilot-doit deploy [flags]", f"copilot-doit {cmd} [flags]"))
             return 0
         return run_doit(doit_argv(cmd, a))
+    if cmd in ("svc", "job", "env") and rest[:1] == ["package"]:
+        return _package(cmd, rest[1:])
     if cmd == "local":
         return _local(rest)
     if cmd == "cache":
         return _cache(rest)
     print(f"copilot-doit: unknown command '{cmd}'\n\n{USAGE}", file=sys.stderr)
     return 2
+
+
+def _package(cmd: str, rest: list[str]) -> int:
+    p = _Args(prog=f"copilot-doit {cmd} package", add_help=False)
+    p.add_argument("-a", "--app")
+    p.add_argument("-n", "--name")
+    if cmd != "env":
+        p.add_argument("-e", "--env")
+        p.add_argument("--tag")
+    p.add_argument("--output-dir")
+    p.add_argument("--upload-assets", nargs="?", const=True, default=False, type=_bool)
+    p.add_argument("-h", "--help", action="store_true")
+    a = p.parse_args(rest)
+    if a.help:
+        print(package_help(cmd))
+        return 0
+    from . import packaging
+    from .errors import StageFailed, UserError
+    from .session import Options, Session
+    try:
+        if cmd == "env":
+            if not a.name:
+                raise UserError("which environment?", field="name", allowed="-n <environment>")
+            s = Session(Options(names=[], envs=[a.name], app=a.app))
+            pkg = packaging.env_package(s, a.name)
+            if a.upload_assets:
+                print("env package: an environment stack has no assets to upload", file=sys.stderr)
+        else:
+            if not a.name or not a.env:
+                missing = "name" if not a.name else "env"
+                raise UserError(f"which {'workload' if missing == 'name' else 'environment'}?", field=missing,
+                                allowed=f"{cmd} package -n <name> -e <environment>")
+            s = Session(Options(names=[a.name], envs=[a.env], app=a.app, tag=a.tag))
+            packaging.check_kind(s, a.name, a.env, cmd)
+            pkg = packaging.workload_package(s, a.name, a.env, upload=a.upload_assets)
+        for note in pkg.notes:
+            print(f"{cmd} package: {note}", file=sys.stderr)
+        for path in packaging.write(pkg, a.output_dir):
+            print(f"wrote {path}", file=sys.stderr)
+        s.flush()
+    except (UserError, StageFailed) as exc:
+        print(f"ERROR: {exc}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _cache_root():

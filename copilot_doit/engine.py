@@ -78,3 +78,54 @@ def client():
             raise ServiceUnavailable(f"the Docker engine is not reachable: {exc}",
                                      allowed="start dockerd, or set DOCKER_HOST") from None
     return _client
+
+
+def _unix_get(path: str, what: str) -> tuple[int, bytes]:
+    """One GET on the engine's Unix socket: (status, body). A dead engine is ServiceUnavailable."""
+    conn = _UnixConnection(_socket_path())
+    try:
+        conn.request("GET", path)
+        r = conn.getresponse()
+        return r.status, r.read()
+    except OSError as exc:
+        raise ServiceUnavailable(f"the Docker engine does not answer on {_socket_path()} ({what}): {exc}",
+                                 allowed="start dockerd, or set DOCKER_HOST") from None
+    finally:
+        conn.close()
+
+
+def inspect_image(ref: str) -> dict | None:
+    """The engine's JSON for a local image (Id, RepoTags, RepoDigests, Architecture, ...), or None."""
+    host = os.environ.get("DOCKER_HOST", "")
+    if host and not host.startswith("unix://"):
+        import docker
+        try:
+            return client().api.inspect_image(ref)
+        except docker.errors.ImageNotFound:
+            return None
+    log_api("docker", "InspectImage", "engine")
+    status, body = _unix_get(f"/images/{urllib.parse.quote(ref, safe='')}/json", f"inspect image {ref}")
+    if status == 404:
+        return None
+    if status != 200:
+        raise ServiceUnavailable(f"the Docker engine answered HTTP {status} for image {ref}")
+    return json.loads(body)
+
+
+def has_network(name: str) -> bool:
+    """Whether the engine has a network of that name (`dockerd --bridge=none` has no `bridge`)."""
+    host = os.environ.get("DOCKER_HOST", "")
+    if host and not host.startswith("unix://"):
+        import docker
+        try:
+            client().api.inspect_network(name)
+            return True
+        except docker.errors.NotFound:
+            return False
+    log_api("docker", "InspectNetwork", "engine")
+    status, _ = _unix_get(f"/networks/{urllib.parse.quote(name, safe='')}", f"inspect network {name}")
+    if status == 404:
+        return False
+    if status != 200:
+        raise ServiceUnavailable(f"the Docker engine answered HTTP {status} for network {name}")
+    return True

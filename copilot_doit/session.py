@@ -75,6 +75,7 @@ class Session:
         self.cache = Cache(self.cache_root, remote_store(self.ws, self.cache_root))
         self.stat_cache = StatCache(self.cache_root / "state.db")
         self.facts: dict = {}   # answers that hold for the whole run (e.g. the git describe text)
+        self._flushers: list[Callable] = [self.stat_cache.flush]
         self._targets: dict[str, Target] = {}
         self._stacks: dict[str, dict] = {}
         self._memo: dict = {}
@@ -130,8 +131,13 @@ class Session:
             return "never ran with these inputs"
         return "; ".join(explain(old, inputs)) or "inputs changed"
 
+    def on_flush(self, fn: Callable) -> None:
+        """Call `fn` whenever the run writes back what it learned (after each task, and at exit)."""
+        self._flushers.append(fn)
+
     def flush(self) -> None:
-        self.stat_cache.flush()
+        for fn in self._flushers:
+            fn()
 
     # --- names of the app's resources -----------------------------------------------------------------
     def repository_name(self, name: str) -> str:

@@ -9,6 +9,7 @@ deploy: Copilot's upsert (research/copilot.md §1.5): describe; none/REVIEW_IN_P
 """
 from __future__ import annotations
 
+import hashlib
 import time
 import uuid
 
@@ -17,6 +18,7 @@ from .hashing import Key
 from .targets import Target
 
 STABLE_STATES = ("CREATE_COMPLETE", "UPDATE_COMPLETE", "IMPORT_COMPLETE")
+MAX_TEMPLATE_BODY = 51_200  # bytes: CloudFormation's limit for TemplateBody (TemplateURL allows 1 MB)
 KEY_TAG = "copilot-doit:deploy-key"
 NO_CHANGES = ("didn't contain changes", "No updates are to be performed")
 CAPABILITIES = ["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM", "CAPABILITY_AUTO_EXPAND"]
@@ -103,9 +105,26 @@ def _poll(fn, done, timeout: float, what: str):
         interval = min(interval * 2, 5.0)
 
 
+def template_source(target: Target, app: str, name: str, body: str) -> dict:
+    """`TemplateBody`, or for a body over CloudFormation's 51,200-byte limit, `TemplateURL` of a copy
+    uploaded to the app's artifact bucket under Copilot's content-addressed path
+    (`manual/templates/<stack>/<sha256>.yml`)."""
+    data = body.encode()
+    if len(data) <= MAX_TEMPLATE_BODY:
+        return {"TemplateBody": body}
+    bucket = target.artifact_bucket(app)
+    key = f"manual/templates/{name}/{hashlib.sha256(data).hexdigest()}.yml"
+    target.ensure_bucket(bucket, {"copilot-application": app})
+    target.upload(bucket, key, data)
+    print(f"  template is {len(data):,} bytes (over CloudFormation's {MAX_TEMPLATE_BODY:,}-byte TemplateBody limit):"
+          f" uploaded to s3://{bucket}/{key}")
+    return {"TemplateURL": target.object_url(bucket, key)}
+
+
 def deploy(target: Target, name: str, template_body: str, parameters: dict, tags: dict,
-           disable_rollback: bool = False, timeout: float = 5400) -> dict:
-    """Upsert `name`. Returns {"stack_id", "status", "changed"}; raises StageFailed with the reason."""
+           disable_rollback: bool = False, timeout: float = 5400, app: str | None = None) -> dict:
+    """Upsert `name`. Returns {"stack_id", "status", "changed"}; raises StageFailed with the reason.
+    `app` names the artifact bucket a template too large for TemplateBody is uploaded to."""
     cfn = target.client("cloudformation")
     current = _describe(cfn, name)
     status = current["StackStatus"] if current else None
@@ -122,7 +141,7 @@ def deploy(target: Target, name: str, template_body: str, parameters: dict, tags
     cs_name = f"copilot-doit-{uuid.uuid4()}"
     started = time.time()
     cs = _call("CreateChangeSet", cfn.create_change_set, StackName=name, ChangeSetName=cs_name,
-               ChangeSetType=cs_type, TemplateBody=template_body,
+               ChangeSetType=cs_type, **template_source(target, app or name, name, template_body),
                Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in sorted(parameters.items())],
                Tags=[{"Key": k, "Value": v} for k, v in sorted(tags.items())],
                Capabilities=CAPABILITIES, Description="copilot-doit deploy")

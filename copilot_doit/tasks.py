@@ -22,6 +22,7 @@ from doit import get_var
 from doit.exceptions import InvalidCommand, TaskFailed
 from doit.reporter import ConsoleReporter
 
+from .cache import ensure_root
 from .errors import StageFailed, UserError
 from .session import Options, Session, cache_root_for, parse_resource_tags
 from .stages import ENV, STAGES, WORKLOAD_STAGES
@@ -226,9 +227,7 @@ def _dep_file() -> str:
         root = find_workspace_dir().parent
     except UserError:
         root = Path.cwd()
-    cache = cache_root_for(root)
-    cache.mkdir(parents=True, exist_ok=True)
-    return str(cache / ".doit.db")
+    return str(ensure_root(cache_root_for(root)) / ".doit.db")
 
 
 DOIT_CONFIG = {

@@ -141,3 +141,13 @@ def test_usage_and_prune(tmp_path):
     for p in tmp_path.rglob("*"):
         os.utime(p, (old, old))
     assert c.prune(30) == 2 and c.get_object(d) is None
+
+
+def test_cache_root_made_by_the_product_ignores_itself_in_git(tmp_path):
+    from copilot_doit.cache import ensure_root
+    made = ensure_root(tmp_path / "repo" / "cache")
+    assert (made / ".gitignore").read_text().splitlines()[-1] == "*"
+    users = tmp_path / "mine"
+    users.mkdir()
+    Cache(users).put_object(b"x")            # a folder the user made: nothing written into its top
+    assert not (users / ".gitignore").exists()

@@ -90,14 +90,17 @@ def test_build_key_changes_with_every_relevant_input(files, args, which, change)
         elif change == "base image":
             (root / "Dockerfile").write_text("FROM base:1\nCOPY . /app\n")
             from copilot_doit import engine
-            orig = engine.image_id
-            engine.image_id = lambda ref: "sha256:aaa"
+            orig = engine.inspect_image
+
+            def pulled(digit):   # the engine holds base:1, pulled from its registry at this digest
+                return lambda ref: {"Id": "sha256:" + "e" * 64, "RepoDigests": [f"base@sha256:{digit * 64}"]}
             try:
+                engine.inspect_image = pulled("a")
                 k1 = build_key(root, args, sc)
-                engine.image_id = lambda ref: "sha256:bbb"                 # a newer base was pulled
+                engine.inspect_image = pulled("b")                          # the tag moved: a newer base
                 assert build_key(root, args, sc) != k1
             finally:
-                engine.image_id = orig
+                engine.inspect_image = orig
             return
         assert build_key(root, args, sc) != before
 

@@ -90,7 +90,8 @@ def run(s: Session, name: str, env: str) -> dict:
     print(f"deploying stack {stack_name} ({target.kind} target): {st.reason}")
     started = time.time()
     out = stacks.deploy(target, stack_name, deploy_body, st.inputs["parameters"],
-                        {**st.inputs["tags"], stacks.KEY_TAG: st.key.hex}, disable_rollback=s.opts.no_rollback)
+                        {**st.inputs["tags"], stacks.KEY_TAG: st.key.hex}, disable_rollback=s.opts.no_rollback,
+                        app=s.ws.app)
     s.changed(env)
     if s.opts.force and m.type != JOB:
         cluster = (env_stage.status(s, None, env).result or {}).get("outputs", {}).get("ClusterId")

@@ -59,7 +59,7 @@ def inputs(s: Session, env: str) -> tuple[Key, dict]:
 def template(s: Session, env: str) -> str:
     """The env stack's template text (pure: no side effects)."""
     from ..templates.env import render
-    template_data, _ = render(s.ws.app, env, s.env_manifests[env].data, **status(s, None, env).inputs["needs"])
+    template_data, _ = render(s.ws.app, env, s.env_manifests[env].data, **needs(s, env))
     return dump(template_data)
 
 
@@ -95,7 +95,7 @@ def run(s: Session, name: None, env: str) -> dict:
     deploy_body = stacks.deployable(target, body)
     tags = {**st.inputs["tags"], stacks.KEY_TAG: st.key.hex}
     print(f"deploying environment stack {stack} ({target.kind} target)")
-    stacks.deploy(target, stack, deploy_body, st.inputs["parameters"], tags)
+    stacks.deploy(target, stack, deploy_body, st.inputs["parameters"], tags, app=s.ws.app)
     s.changed(env)
     live = s.stacks(env).get(stack)
     if not live or live["tags"].get(stacks.KEY_TAG) != st.key.hex:

@@ -63,9 +63,10 @@ def artifact_inputs(s: Session, name: str, env: str) -> dict:
     return out
 
 
-def artifacts(s: Session, name: str, env: str) -> tuple[dict | None, str, bytes | None, list]:
+def artifacts(s: Session, name: str, env: str, start: bool = True) -> tuple[dict | None, str, bytes | None, list]:
     """What the template needs from the workload's addons and env file, computed without side effects:
-    (addons render input, env file ARN, merged addons body, [(bucket, key, bytes) to upload])."""
+    (addons render input, env file ARN, merged addons body, [(bucket, key, bytes) to upload]).
+    `start=False` starts no service to learn the addons URL (it is "" when the target cannot tell)."""
     from .. import addons
     m = s.manifests[(name, env)]
     packaged = addons.package(s.ws.addons_dir(name))
@@ -79,7 +80,8 @@ def artifacts(s: Session, name: str, env: str) -> tuple[dict | None, str, bytes 
         body = dump(packaged["template"]).encode()
         key_ = addons.s3_key(name, body)
         uploads.append((bucket, key_, body))
-        addons_input = {"url": target.object_url(bucket, key_), "parameters": packaged["parameters"],
+        url = target.object_url(bucket, key_) if start else (target.object_url_if_known(bucket, key_) or "")
+        addons_input = {"url": url, "parameters": packaged["parameters"],
                         "outputs": packaged["outputs"]}
     if env_file:
         data = (s.ws.root / env_file).read_bytes()
@@ -110,6 +112,15 @@ def planned_template(s: Session, name: str, env: str, st: Status) -> tuple[str, 
     template, params = render(RenderInput(manifest=s.manifests[(name, env)], app=s.ws.app, env=env,
                                           image=st.inputs["image"], addons=addons_input, env_file_arn=env_file_arn))
     return dump(template), params
+
+
+def render_offline(s: Session, name: str, env: str, image: str) -> tuple[str, dict, str | None]:
+    """(template text, parameters, merged addons template) for `image`, reading only local files:
+    no upload, no service started (`svc package` without `--upload-assets`)."""
+    addons_input, env_file_arn, addons_body, _ = artifacts(s, name, env, start=False)
+    template, params = render(RenderInput(manifest=s.manifests[(name, env)], app=s.ws.app, env=env,
+                                          image=image, addons=addons_input, env_file_arn=env_file_arn))
+    return dump(template), params, addons_body.decode() if addons_body is not None else None
 
 
 def explain(old: dict, new: dict) -> list[str]:

@@ -14,7 +14,7 @@ from ..audit import log_api
 from ..errors import ServiceUnavailable, UserError
 from ..workspace import EnvSettings
 
-_AUDITED_PARAMS = {"ExecuteChangeSet": ("DisableRollback",), "CreateChangeSet": ("ChangeSetType", "Tags"),
+_AUDITED_PARAMS = {"ExecuteChangeSet": ("DisableRollback",), "CreateChangeSet": ("ChangeSetType", "Tags", "TemplateURL"),
                    "UpdateService": ("forceNewDeployment",)}
 
 
@@ -172,6 +172,9 @@ class AwsTarget:
     def object_url(self, bucket: str, key: str) -> str:
         """HTTPS URL CloudFormation reads a nested template from."""
         return f"https://{bucket}.s3.{self.settings.region}.amazonaws.com/{key}"
+
+    def object_url_if_known(self, bucket: str, key: str) -> str | None:
+        return self.object_url(bucket, key)
 
     def close(self) -> None:
         pass

@@ -85,6 +85,14 @@ class LocalTarget(AwsTarget):
         adapted, notes = compat.adapt(yaml.safe_load(body), missing_imports)
         return dump(adapted), notes
 
+    def object_url_if_known(self, bucket: str, key: str) -> str | None:
+        """The URL while the emulator runs (its port is part of it); None rather than starting it."""
+        if self._endpoints is None:
+            self._endpoints = services.running_endpoints(self.cache_root)
+            if self._endpoints is None:
+                return None
+        return self.object_url(bucket, key)
+
     def object_url(self, bucket: str, key: str) -> str:
         # moto resolves nested-stack TemplateURLs path-style only when the host says "localhost"
         # (research/feasibility.md §1.b.5); the port changes when moto restarts, and so does this URL.

@@ -182,6 +182,12 @@ def ensure_running(cache_root) -> Endpoints:
     return _endpoints(state)
 
 
+def running_endpoints(cache_root) -> Endpoints | None:
+    """The endpoints when both services run, else None (starts nothing)."""
+    state = read_state(local_dir(cache_root))
+    return _endpoints(state) if _running(state, "moto") and _running(state, "registry") else None
+
+
 def _endpoints(state: dict) -> Endpoints:
     return Endpoints(moto_url=f"http://127.0.0.1:{state['moto']['port']}",
                      registry=f"127.0.0.1:{state['registry']['port']}")

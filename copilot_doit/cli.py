@@ -33,6 +33,8 @@ Flags:
       --resource-tags stringToString   Optional. Labels with a key and value separated by commas.
                                        Allows you to categorize resources. (default [])
       --tag string                     Optional. The container image tag.
+      --no-wait                        Optional. Fail at once if another run holds the cache lock
+                                       (copilot-doit; by default the run waits for it).
 
 Examples:
   Deploys a service named "frontend" to a "test" environment.
@@ -51,7 +53,7 @@ commands:
             print or write the stack template and parameters (Copilot's file names); changes nothing
             unless --upload-assets (see `copilot-doit svc package -h`)
   local     status | stop | reset   the embedded moto server and registry of the local target
-  cache     usage | prune --older-than DAYS
+  cache     usage | prune --older-than DAYS | verify (every object and record checked, stray temp files removed)
 """
 
 
@@ -118,6 +120,7 @@ def deploy_parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument("--no-rollback", nargs="?", const=True, default=False, type=_bool)
     p.add_argument("--resource-tags", action="append")
     p.add_argument("--tag")
+    p.add_argument("--no-wait", action="store_true")
     p.add_argument("-h", "--help", action="store_true")
     return p
 
@@ -140,6 +143,8 @@ def doit_argv(task: str, a: argparse.Namespace) -> list[str]:
         argv.append("resource-tags=" + ",".join(a.resource_tags))
     if a.tag:
         argv.append(f"tag={a.tag}")
+    if getattr(a, "no_wait", False):
+        argv.append("no-wait=1")
     return argv
 
 
@@ -147,6 +152,7 @@ def run_doit(argv: list[str]) -> int:
     from doit.cmd_base import ModuleTaskLoader
     from doit.doit_cmd import DoitMain
     from . import tasks
+    tasks.COMMAND_ARGV = argv
     return DoitMain(ModuleTaskLoader(tasks)).run(argv)
 
 
@@ -156,12 +162,14 @@ def main(argv: list[str] | None = None) -> int:
         print(USAGE)
         return 0
     cmd, rest = argv[0], argv[1:]
-    if cmd in ("deploy", "plan"):
+    if cmd == "deploy":
         a = deploy_parser(f"copilot-doit {cmd}").parse_args(rest)
         if a.help:
-            print(DEPLOY_HELP.replace("copilot-doit deploy [flags]", f"copilot-doit {cmd} [flags]"))
+            print(DEPLOY_HELP)
             return 0
         return run_doit(doit_argv(cmd, a))
+    if cmd == "plan":
+        return _plan(rest)
     if cmd in ("svc", "job", "env") and rest[:1] == ["package"]:
         return _package(cmd, rest[1:])
     if cmd == "local":
@@ -170,6 +178,46 @@ def main(argv: list[str] | None = None) -> int:
         return _cache(rest)
     print(f"copilot-doit: unknown command '{cmd}'\n\n{USAGE}", file=sys.stderr)
     return 2
+
+
+PLAN_HELP = """\
+Print what `deploy` would run and why, with template and parameter diffs. Changes nothing.
+
+Usage:
+  copilot-doit plan [flags]
+
+Flags: those of `copilot-doit deploy` (-a, -e, -n, --force, --resource-tags, --tag), and
+      --format string   text (default), json (stages, reasons, affected workloads, ordering edges,
+                        diffs: enough to build a CI matrix) or markdown (a pull-request comment)
+
+Exit codes (like `terraform plan -detailed-exitcode`): 0 nothing would change, 2 something would,
+1 an error. (`doit plan` keeps doit's own exit codes.)
+"""
+
+
+def _plan(rest: list[str]) -> int:
+    p = deploy_parser("copilot-doit plan")
+    p.add_argument("--format", choices=["text", "json", "markdown"], default="text")
+    a = p.parse_args(rest)
+    if a.help:
+        print(PLAN_HELP)
+        return 0
+    from . import plan as plan_mod
+    from .errors import StageFailed, UserError
+    from .session import Options, Session, parse_resource_tags
+    try:
+        names = [n.split("/")[0] for item in a.name or [] for n in item.split(",") if n]
+        envs = [e for item in a.env or [] for e in item.split(",") if e]
+        s = Session(Options(names=names or None, envs=envs or None, app=a.app, force=bool(a.force),
+                            resource_tags=parse_resource_tags(",".join(a.resource_tags or [])), tag=a.tag))
+        plan = plan_mod.build_plan(s)
+        s.flush()
+    except (UserError, StageFailed) as exc:
+        print(f"ERROR: {exc}", file=sys.stderr)
+        return 1
+    render = {"text": plan_mod.as_text, "json": plan_mod.as_json, "markdown": plan_mod.as_markdown}[a.format]
+    sys.stdout.write(render(plan))
+    return 2 if plan.changes else 0
 
 
 def _package(cmd: str, rest: list[str]) -> int:
@@ -231,36 +279,45 @@ def _local(rest: list[str]) -> int:
     from .targets.local import services
     action = rest[0] if rest else "status"
     root = _cache_root()
-    if action == "stop":
-        stopped = services.stop(root)
-        print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
-    elif action == "status":
+    if action == "status":
         st = services.status(root)
         if not st:
             print("local target: not started (it starts on the first deploy)")
         for name, s in st.items():
             print(f"{name}: {'running' if s['running'] else 'stopped'} pid {s['pid']} port {s['port']} log {s['log']}")
-    elif action == "reset":
-        services.reset(root)
-        print("local target: moto state wiped (stacks, ECR records); the next deploy recreates everything")
-    else:
+        return 0
+    if action not in ("stop", "reset"):
         print("usage: copilot-doit local status|stop|reset", file=sys.stderr)
         return 2
+    from .lock import CacheLock  # not under a running deploy: it would lose its emulator mid-way
+    with CacheLock(root).acquire(on_wait=lambda line: print(line, file=sys.stderr)):
+        if action == "stop":
+            stopped = services.stop(root)
+            print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
+        else:
+            services.reset(root)
+            print("local target: moto state wiped (stacks, ECR records); the next deploy recreates everything")
     return 0
 
 
 def _cache(rest: list[str]) -> int:
     from .cache import Cache
     p = _Args(prog="copilot-doit cache")
-    p.add_argument("action", choices=["usage", "prune"])
+    p.add_argument("action", choices=["usage", "prune", "verify"])
     p.add_argument("--older-than", type=float, default=30.0, help="days (prune)")
     a = p.parse_args(rest)
-    c = Cache(_cache_root())
+    root = _cache_root()
+    c = Cache(root)
     if a.action == "usage":
         for part, u in c.usage().items():
             print(f"{part:8} {u['files']:7} files {u['bytes'] / 1e6:10.2f} MB")
-    else:
-        print(f"removed {c.prune(a.older_than)} entries not written for {a.older_than:g} days")
+        return 0
+    from .lock import CacheLock
+    with CacheLock(root).acquire(on_wait=lambda line: print(line, file=sys.stderr)):
+        if a.action == "prune":
+            print(f"removed {c.prune(a.older_than)} entries not written for {a.older_than:g} days")
+        else:
+            print(c.verify().summary())
     return 0
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from . import yamlsrc
 from .errors import UserError
 from .hashing import canonical_json
-from .schema import (Bool, Ctx, Duration, Enum, Fields, Int, ListOf, MapOf, OneOf, Scalar, Str)
+from .schema import (Any, Bool, Ctx, Duration, Enum, Fields, Int, ListOf, MapOf, Num, OneOf, Scalar, Spec, Str)
 
 LBWS = "Load Balanced Web Service"
 BACKEND = "Backend Service"
@@ -36,119 +36,186 @@ FARGATE = {
     8192: list(range(16384, 61441, 4096)),
     16384: list(range(32768, 122881, 8192)),
 }
-PLATFORMS = ("linux/amd64", "linux/x86_64", "linux/arm64")
+PLATFORMS = ("linux/amd64", "linux/x86_64", "linux/arm64", "linux/arm")
+WINDOWS_FAMILIES = ("windows_server_2019_core", "windows_server_2019_full", "windows_server_2022_core",
+                    "windows_server_2022_full")
+WINDOWS_PLATFORMS = ("windows/amd64", "windows/x86_64")
 ENV_VAR_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 
 # --- schema -------------------------------------------------------------------------------------------
-SECRET = OneOf(Str(), Fields({"secretsmanager": Str()}, desc="{secretsmanager: <name>[:<key>::]}"),
-               desc="an SSM parameter name/ARN or {secretsmanager: <name>}")
-VARIABLE = OneOf(Scalar(), desc="a string, number or boolean")
+# Field names and shapes follow Copilot's internal/pkg/manifest/*.go (v1.33).
+FROM_CFN = Fields({"from_cfn": Str()}, required=("from_cfn",), desc="{from_cfn: <export name>}")
+SECRET = OneOf(Str(), Fields({"secretsmanager": Str(), "from_cfn": Str()},
+                             desc="{secretsmanager: <name>[:<key>::]} or {from_cfn: <export name>}"),
+               desc="an SSM parameter name/ARN, {secretsmanager: <name>} or {from_cfn: <export>}")
+VARIABLE = OneOf(FROM_CFN, Scalar(), desc="a string, number or boolean, or {from_cfn: <export name>}")
+STR_OR_CFN = OneOf(Str(), FROM_CFN, desc="a string or {from_cfn: <export name>}")
 BUILD = OneOf(Str(desc="a Dockerfile path"),
               Fields({"dockerfile": Str(), "context": Str(), "args": MapOf(Scalar()), "target": Str(),
                       "cache_from": ListOf(Str())}, desc="a build mapping"))
-CONTAINER_HEALTH = Fields({"command": OneOf(ListOf(Str()), Str()), "interval": Duration(), "retries": Int(1, 10),
+CMD = OneOf(ListOf(Str()), Str())
+# Copilot renders Retries as given (ECS' console range is 1-10; Copilot's own fixture uses 0).
+CONTAINER_HEALTH = Fields({"command": CMD, "interval": Duration(), "retries": Int(0, 10),
                            "timeout": Duration(), "start_period": Duration()}, desc="a container healthcheck")
+DEPENDS_ON = MapOf(Enum("start", "healthy", "complete", "success"), r"^[a-zA-Z0-9_-]+$")
 IMAGE_FIELDS = {"build": BUILD, "location": Str(), "port": Int(1, 65535), "healthcheck": CONTAINER_HEALTH,
-                "labels": MapOf(Str())}
-IMAGE_UNSUPPORTED = {"credentials": "private registry credentials", "depends_on": "container dependencies"}
+                "labels": MapOf(Str()), "depends_on": DEPENDS_ON, "credentials": Str()}
 ALB_HEALTH = OneOf(Str(desc="a path"),
                    Fields({"path": Str(), "port": Int(1, 65535), "success_codes": Str(),
                            "healthy_threshold": Int(2, 10), "unhealthy_threshold": Int(2, 10),
                            "interval": Duration(), "timeout": Duration(), "grace_period": Duration()},
                           desc="a target group healthcheck"))
-SCALE_TARGET = OneOf(Int(1, 100), Fields({"value": Int(1, 100), "cooldown": Fields({"in": Duration(), "out": Duration()})}))
-REQUESTS_TARGET = OneOf(Int(1, 1_000_000), Fields({"value": Int(1, 1_000_000),
-                                                    "cooldown": Fields({"in": Duration(), "out": Duration()})}))
-RANGE = OneOf(Str(r"^\d+-\d+$", "a range such as 1-10"), Fields({"min": Int(0), "max": Int(1)}, required=("min", "max")))
-COUNT = OneOf(Int(0, 10000), Fields(
-    {"range": RANGE, "cpu_percentage": SCALE_TARGET, "memory_percentage": SCALE_TARGET, "requests": REQUESTS_TARGET,
-     "cooldown": Fields({"in": Duration(), "out": Duration()})},
-    unsupported={"spot": "Fargate Spot capacity providers",
-                 "response_time": "response-time scaling", "queue_delay": "queue-delay scaling"},
+COOLDOWN = Fields({"in": Duration(), "out": Duration()})
+
+
+def _scale(value: Spec) -> OneOf:
+    return OneOf(value, Fields({"value": value, "cooldown": COOLDOWN}, required=("value",)))
+
+
+RANGE = OneOf(Str(r"^\d+-\d+$", "a range such as 1-10"),
+              Fields({"min": Int(0), "max": Int(1), "spot_from": Int(0)}, required=("min", "max")))
+COUNT_FIELDS = {"range": RANGE, "cpu_percentage": _scale(Num(1, 100)), "memory_percentage": _scale(Num(1, 100)),
+                "requests": _scale(Int(1, 1_000_000)), "response_time": _scale(Duration()), "cooldown": COOLDOWN,
+                "spot": Int(0)}
+COUNT = OneOf(Int(0, 10000), Fields(COUNT_FIELDS, desc="an autoscaling mapping"))
+WORKER_COUNT = OneOf(Int(0, 10000), Fields(
+    {**{k: v for k, v in COUNT_FIELDS.items() if k not in ("requests", "response_time")},
+     "queue_delay": Fields({"acceptable_latency": Duration(), "msg_processing_time": Duration(), "cooldown": COOLDOWN},
+                           required=("acceptable_latency", "msg_processing_time"))},
     desc="an autoscaling mapping"))
-SIDECAR = Fields({"port": Int(1, 65535), "image": Str(), "variables": MapOf(VARIABLE, ENV_VAR_NAME),
-                  "secrets": MapOf(SECRET, ENV_VAR_NAME), "essential": Bool(), "command": OneOf(ListOf(Str()), Str()),
-                  "entrypoint": OneOf(ListOf(Str()), Str())},
-                 unsupported={"env_file": "sidecar env files", "mount_points": "volumes",
-                              "depends_on": "container dependencies", "healthcheck": "sidecar healthchecks",
-                              "labels": "docker labels on sidecars", "credentials": "private registry credentials"},
+MOUNT_POINT = Fields({"source_volume": Str(), "path": Str(), "read_only": Bool()}, required=("source_volume", "path"))
+SIDECAR = Fields({"port": OneOf(Int(1, 65535), Str(r"^\d+(/(tcp|udp))?$", "a port such as 8080 or 8080/tcp")),
+                  "image": Str(), "variables": MapOf(VARIABLE, ENV_VAR_NAME),
+                  "secrets": MapOf(SECRET, ENV_VAR_NAME), "essential": Bool(), "command": CMD, "entrypoint": CMD,
+                  "env_file": Str(r".*\.env$", "a path ending in .env"), "mount_points": ListOf(MOUNT_POINT),
+                  "depends_on": DEPENDS_ON, "healthcheck": CONTAINER_HEALTH, "labels": MapOf(Str()),
+                  "credentials": Str()},
                  desc="a sidecar")
-VPC = Fields({"placement": Enum("public", "private"), "security_groups": ListOf(Str(r"^sg-[0-9a-f]+$", "a security group id"))},
+PLACEMENT = OneOf(Enum("public", "private"),
+                  Fields({"subnets": OneOf(ListOf(Str()), Fields({"from_tags": MapOf(OneOf(Str(), ListOf(Str())))}))},
+                         required=("subnets",), desc="{subnets: [<subnet id>, ...]}"))
+SG_LIST = ListOf(OneOf(Str(r"^sg-[0-9a-f]+$", "a security group id"), FROM_CFN))
+VPC = Fields({"placement": PLACEMENT,
+              "security_groups": OneOf(SG_LIST, Fields({"groups": SG_LIST, "deny_default": Bool()}))},
              desc="network.vpc")
+CONNECT = OneOf(Bool(), Fields({"alias": Str()}))
+LOGGING = Fields({"retention": Enum(1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192,
+                                    2557, 2922, 3288, 3653),
+                  "image": Str(), "destination": MapOf(Scalar()), "enableMetadata": Bool(),
+                  "secretOptions": MapOf(SECRET), "configFilePath": Str(), "variables": MapOf(VARIABLE, ENV_VAR_NAME),
+                  "secrets": MapOf(SECRET, ENV_VAR_NAME), "env_file": Str(r".*\.env$", "a path ending in .env")})
+EFS = OneOf(Bool(), Fields({"id": STR_OR_CFN, "root_dir": Str(), "auth": Fields({"iam": Bool(), "access_point_id": Str()}),
+                            "uid": Int(0), "gid": Int(0)}, desc="an efs mapping"))
+VOLUME = Fields({"path": Str(), "read_only": Bool(), "efs": EFS}, required=("path",), desc="a volume")
+STORAGE = Fields({"ephemeral": Int(20, 200), "readonly_fs": Bool(), "volumes": MapOf(VOLUME, r"^[a-zA-Z0-9_-]+$")})
+FIFO_TOPIC = OneOf(Bool(), Fields({"content_based_deduplication": Bool()}))
+PLATFORMS_ALL = PLATFORMS + WINDOWS_PLATFORMS
+PLATFORM = OneOf(Enum(*PLATFORMS_ALL), Fields(
+    {"osfamily": Enum("linux", *WINDOWS_FAMILIES), "architecture": Enum("x86_64", "amd64", "arm64", "arm")},
+    required=("osfamily", "architecture"), desc="{osfamily, architecture}"))
+OVERRIDE = Fields({"path": Str(), "value": Any()}, required=("path",), desc="a taskdef override {path, value}")
+ROLLBACK = OneOf(ListOf(Str()), Fields({"cpu_utilization": Num(0), "memory_utilization": Num(0),
+                                        "messages_delayed": Int(0)}))
 COMMON = {
     "name": Str(), "type": Str(),
-    "cpu": Int(), "memory": Int(), "platform": Enum(*PLATFORMS),
+    "cpu": Int(), "memory": Int(), "platform": PLATFORM,
     "exec": Bool(),
-    "command": OneOf(ListOf(Str()), Str()), "entrypoint": OneOf(ListOf(Str()), Str()),
+    "command": CMD, "entrypoint": CMD,
     "variables": MapOf(VARIABLE, ENV_VAR_NAME), "secrets": MapOf(SECRET, ENV_VAR_NAME),
     "env_file": Str(r".*\.env$", "a path ending in .env"),
-    "network": Fields({"vpc": VPC}, unsupported={"connect": "Service Connect"}),
-    "logging": Fields({"retention": Enum(1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557,
-                                        2922, 3288, 3653)},
-                      unsupported={k: "FireLens log routing" for k in
-                                   ("image", "destination", "enableMetadata", "secretOptions", "configFilePath",
-                                    "variables", "secrets", "env_file")}),
-    "storage": Fields({"ephemeral": Int(20, 200)}, unsupported={"volumes": "EFS volumes", "readonly_fs": "read-only root filesystems"}),
+    "network": Fields({"vpc": VPC, "connect": CONNECT}),
+    "logging": LOGGING,
+    "storage": STORAGE,
     "sidecars": MapOf(SIDECAR, r"^[a-zA-Z0-9_-]+$"),
-    "publish": Fields({"topics": ListOf(Fields({"name": Str(r"^[a-zA-Z0-9_-]+$", "a topic name")}, required=("name",),
-                                               unsupported={"fifo": "FIFO topics"}))}),
+    "publish": Fields({"topics": ListOf(Fields({"name": Str(r"^[a-zA-Z0-9_-]+$", "a topic name"), "fifo": FIFO_TOPIC},
+                                               required=("name",)))}),
+    "taskdef_overrides": ListOf(OVERRIDE),
+    "observability": Fields({"tracing": Enum("awsxray")}),
     "environments": MapOf(Scalar()),  # checked per environment after merging, see resolve()
 }
-COMMON_UNSUPPORTED = {
-    "taskdef_overrides": "task definition overrides",
-    "observability": "X-Ray tracing",
-}
+COMMON_UNSUPPORTED: dict = {}
 
 
 def _image(port: bool) -> Fields:
     fields = dict(IMAGE_FIELDS)
     if not port:
         fields.pop("port")
-    return Fields(fields, unsupported=IMAGE_UNSUPPORTED, desc="an image mapping")
+    return Fields(fields, desc="an image mapping")
 
 
-HTTP_FIELDS = {"path": Str(), "healthcheck": ALB_HEALTH, "deregistration_delay": Duration(),
+ALIAS = OneOf(Str(), ListOf(OneOf(Str(), Fields({"name": Str(), "hosted_zone": Str()}, required=("name",)))),
+              desc="a domain, a list of domains, or a list of {name, hosted_zone}")
+RULE_FIELDS = {"path": Str(), "healthcheck": ALB_HEALTH, "deregistration_delay": Duration(),
                "target_container": Str(), "target_port": Int(1, 65535), "stickiness": Bool(),
-               "alias": OneOf(Str(), ListOf(Str()))}
-HTTP_UNSUPPORTED = {"alb": "imported load balancers", "additional_rules": "additional listener rules",
-                    "allowed_source_ips": "source IP restrictions", "hosted_zone": "Route 53 aliases",
-                    "redirect_to_https": "HTTPS listeners", "version": "HTTP/2 and gRPC target groups",
-                    "private_only": "private-only HTTP"}
-DEPLOYMENT = Fields({"rolling": Enum("default", "recreate")}, unsupported={"rollback_alarms": "rollback alarms"})
+               "alias": ALIAS, "allowed_source_ips": ListOf(Str(r"^[0-9a-fA-F.:]+/\d+$", "a CIDR block")),
+               "hosted_zone": Str(), "redirect_to_https": Bool(), "version": Enum("grpc", "http1", "http2", "GRPC",
+                                                                                   "HTTP1", "HTTP2")}
+HTTP_FIELDS = {**RULE_FIELDS, "additional_rules": ListOf(Fields(RULE_FIELDS, required=("path",),
+                                                                 desc="an additional listener rule")),
+               "alb": Str(desc="an imported ALB ARN or name")}
+DEPLOYMENT = Fields({"rolling": Enum("default", "recreate"), "rollback_alarms": ROLLBACK})
+NLB_HEALTH = Fields({"port": Int(1, 65535), "healthy_threshold": Int(2, 10), "unhealthy_threshold": Int(2, 10),
+                     "timeout": Duration(), "interval": Duration(), "grace_period": Duration()})
+NLB_LISTENER = {"port": Str(r"^\d+(/(tcp|udp|tls|tcp_udp|TCP|UDP|TLS|TCP_UDP))?$", "a port such as 80/tcp"),
+                "healthcheck": NLB_HEALTH, "target_container": Str(), "target_port": Int(1, 65535),
+                "ssl_policy": Str(), "stickiness": Bool(), "deregistration_delay": Duration()}
+NLB_PORT = Str(r"^\d+(/(tcp|udp|tcp_udp|TCP|UDP|TCP_UDP))?$", "a port such as 80/tcp (tcp, udp or tcp_udp)")
+NLB_LISTENER["port"] = NLB_PORT
+NLB_TLS = {"ssl_policy": "TLS listeners (Copilot validates their certificate for the application domain through a "
+                         "custom resource)"}
+del NLB_LISTENER["ssl_policy"]
+NLB = Fields({**NLB_LISTENER, "additional_listeners": ListOf(Fields(NLB_LISTENER, required=("port",),
+                                                                    unsupported=NLB_TLS))},
+             required=("port",),
+             unsupported={**NLB_TLS, "alias": "NLB aliases (Copilot creates them in the application's hosted zone through a "
+                                   "custom resource; the application domain is not read yet)"})
+QUEUE_FIFO = OneOf(Bool(), Fields({"content_based_deduplication": Bool(), "deduplication_scope": Enum("messageGroup", "queue"),
+                                   "throughput_limit": Enum("perMessageGroupId", "perQueue"), "high_throughput": Bool()}))
+QUEUE = Fields({"retention": Duration(), "timeout": Duration(), "delay": Duration(),
+                "dead_letter": Fields({"tries": Int(1, 1000)}), "fifo": QUEUE_FIFO})
 
 SCHEMAS = {
     LBWS: Fields({**COMMON, "image": _image(True), "count": COUNT, "deployment": DEPLOYMENT,
-                  "http": OneOf(Bool(), Fields(HTTP_FIELDS, unsupported=HTTP_UNSUPPORTED, desc="an http mapping"))},
-                 unsupported={**COMMON_UNSUPPORTED, "nlb": "Network Load Balancers"}),
+                  "http": OneOf(Bool(), Fields(HTTP_FIELDS, desc="an http mapping")), "nlb": NLB}),
     BACKEND: Fields({**COMMON, "image": _image(True), "count": COUNT, "deployment": DEPLOYMENT,
-                     "http": OneOf(Bool(), Fields(HTTP_FIELDS, unsupported=HTTP_UNSUPPORTED, desc="an http mapping"))},
-                    unsupported=COMMON_UNSUPPORTED),
-    WORKER: Fields({**COMMON, "image": _image(False), "count": COUNT, "deployment": DEPLOYMENT,
+                     "http": OneOf(Bool(), Fields(HTTP_FIELDS, desc="an http mapping"))}),
+    WORKER: Fields({**COMMON, "image": _image(False), "count": WORKER_COUNT, "deployment": DEPLOYMENT,
                     "subscribe": Fields({
-                        "topics": ListOf(Fields({"name": Str(r"^[a-zA-Z0-9_-]+$", "a topic name"), "service": Str()},
-                                                required=("name", "service"),
-                                                unsupported={"filter_policy": "SNS filter policies",
-                                                             "queue": "per-topic queues"})),
-                        "queue": Fields({"retention": Duration(), "timeout": Duration(), "delay": Duration(),
-                                         "dead_letter": Fields({"tries": Int(1, 1000)})},
-                                        unsupported={"fifo": "FIFO queues"})})},
-                   unsupported=COMMON_UNSUPPORTED),
+                        "topics": ListOf(Fields({"name": Str(r"^[a-zA-Z0-9_-]+$", "a topic name"), "service": Str(),
+                                                 "filter_policy": MapOf(Any()), "queue": OneOf(Bool(), QUEUE)},
+                                                required=("name", "service"))),
+                        "queue": QUEUE})}),
     JOB: Fields({**{k: v for k, v in COMMON.items() if k != "exec"}, "image": _image(False),
                  "on": Fields({"schedule": Str()}, required=("schedule",)),
                  "retries": Int(0, 10), "timeout": Duration()},
-                unsupported={**COMMON_UNSUPPORTED, "count": "count on a Scheduled Job (it runs one task per trigger)"}),
+                unsupported={"count": "count on a Scheduled Job (it runs one task per trigger)"}),
 }
 
+SG_RULE = Fields({"cidr": Str(), "ports": OneOf(Int(0, 65535), Str(r"^\d+-\d+$", "a port range such as 0-65535")),
+                  "ip_protocol": Str()}, required=("cidr", "ports", "ip_protocol"))
+SUBNET = Fields({"id": Str(), "cidr": Str(), "az": Str()})
+CERTS = ListOf(Str())
+CDN_INGRESS = Fields({"ingress": Fields({"restrict_to": Fields({"cdn": Bool()})})})
 ENV_SCHEMA = Fields({
     "name": Str(), "type": Enum("Environment"),
     "network": Fields({"vpc": Fields({
         "id": Str(), "cidr": Str(r"^\d+\.\d+\.\d+\.\d+/\d+$", "a CIDR block"),
-        "subnets": Fields({"public": ListOf(Fields({"id": Str(), "cidr": Str(), "az": Str()})),
-                           "private": ListOf(Fields({"id": Str(), "cidr": Str(), "az": Str()}))})},
-        unsupported={"security_group": "custom env security group rules", "flow_logs": "VPC flow logs"})}),
+        "subnets": Fields({"public": ListOf(SUBNET), "private": ListOf(SUBNET)}),
+        "security_group": Fields({"ingress": ListOf(SG_RULE), "egress": ListOf(SG_RULE)}),
+        "flow_logs": OneOf(Bool(), Fields({"retention": Int(1)}))})}),
     "observability": Fields({"container_insights": Bool()}),
-}, unsupported={"http": "ALB listener customisation (certificates, access logs, ingress)",
-                "cdn": "CloudFront distributions"})
+    "http": Fields({
+        "public": Fields({"certificates": CERTS, "ssl_policy": Str(),
+                          "access_logs": OneOf(Bool(), Fields({"bucket_name": Str(), "prefix": Str()})),
+                          "ingress": Fields({"cdn": Bool(), "source_ips": ListOf(Str())}),
+                          "security_groups": CDN_INGRESS}),
+        "private": Fields({"certificates": CERTS, "ssl_policy": Str(), "subnets": ListOf(Str()),
+                           "ingress": Fields({"vpc": Bool()}),
+                           "security_groups": Fields({"ingress": Fields({"from_vpc": Bool()})})})}),
+    "cdn": OneOf(Bool(), Fields({"certificate": Str(), "terminate_tls": Bool(),
+                                 "static_assets": Fields({"location": Str(), "alias": Str(), "path": Str()},
+                                                         required=("location", "path"))})),
+})
 
 # Mutually exclusive alternatives: an override that sets one clears the others in the base (Copilot).
 EXCLUSIVE = [({"build"}, {"location"}), ({"secretsmanager"}, {"from_cfn"})]
@@ -243,10 +310,7 @@ class BuildConfig:
 
 
 def _read(path: Path) -> str:
-    try:
-        return path.read_text()
-    except OSError as exc:
-        raise UserError(f"cannot read: {exc.strerror}", file=str(path)) from None
+    return yamlsrc.read_text(path)
 
 
 def interpolation_vars(app: str, env: str, file: Path) -> dict:
@@ -306,8 +370,39 @@ def load_workload(path: Path, app: str, env: str, workload: str | None = None) -
     return m
 
 
+SSM_NAME = re.compile(r"^(arn:aws[a-z-]*:ssm:[a-z0-9-]+:\d{12}:parameter)?/?[A-Za-z0-9_.\-/]+$")
+SECRETS_MANAGER_ARN = re.compile(r"^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:[A-Za-z0-9/_+=.@\-]+"
+                                 r"(:[^:]*:[^:]*:[^:]*)?$")
+SECRETS_MANAGER_NAME = re.compile(r"^[A-Za-z0-9/_+=.@\-]+(:[^:]*:[^:]*:[^:]*)?$")
+
+
+def _validate_secrets(m: Manifest, secrets: dict, where: tuple) -> None:
+    """References only, and well-formed ones: a value that is not a name would reach the template's
+    Fn::Sub (`${AWS::…}` inside a name) or an ARN that ECS rejects only at deploy time."""
+    for name, value in (secrets or {}).items():
+        path = where + (name,)
+        if isinstance(value, str):
+            if not SSM_NAME.match(value):
+                m.fail(path, f"'{value[:80]}' is not an SSM parameter name or ARN",
+                       allowed="a name of letters, digits and _ . - / (or an arn:aws:ssm:…:parameter/… ARN)")
+        elif isinstance(value, dict) and isinstance(value.get("secretsmanager"), str):
+            sm = value["secretsmanager"]
+            if sm.startswith("arn:") and not SECRETS_MANAGER_ARN.match(sm):
+                m.fail(path + ("secretsmanager",), f"'{sm[:100]}' is not a Secrets Manager secret ARN",
+                       allowed="arn:aws:secretsmanager:<region>:<account>:secret:<name>[:<json-key>:<stage>:<version>]")
+            if not sm.startswith("arn:") and not SECRETS_MANAGER_NAME.match(sm):
+                m.fail(path + ("secretsmanager",), f"'{sm[:100]}' is not a Secrets Manager secret name",
+                       allowed="letters, digits and /_+=.@- then optionally :<json-key>:<stage>:<version>")
+
+
 def _validate_semantics(m: Manifest) -> None:
     d = m.data
+    _validate_secrets(m, d.get("secrets"), ("secrets",))
+    for sidecar, body in (d.get("sidecars") or {}).items():
+        if isinstance(body, dict):
+            _validate_secrets(m, body.get("secrets"), ("sidecars", sidecar, "secrets"))
+    if isinstance(d.get("logging"), dict):
+        _validate_secrets(m, d["logging"].get("secrets"), ("logging", "secrets"))
     image = d.get("image")
     if not isinstance(image, dict) or (image.get("build") is None and image.get("location") is None):
         m.fail(("image",), "needs 'build' or 'location'", allowed="image.build: <Dockerfile> or image.location: <uri>")
@@ -322,20 +417,63 @@ def _validate_semantics(m: Manifest) -> None:
         lo, hi = FARGATE[cpu][0], FARGATE[cpu][-1]
         m.fail(("memory",), f"{mem} MiB is not valid with cpu {cpu}",
                allowed=f"{', '.join(map(str, FARGATE[cpu]))}" if len(FARGATE[cpu]) < 5 else f"{lo} to {hi} in steps of {FARGATE[cpu][1] - lo}")
+    platform = d.get("platform")
+    if (platform in WINDOWS_PLATFORMS or (isinstance(platform, dict) and platform["osfamily"] != "linux")) and (
+            cpu < 1024 or mem < 2048):
+        m.fail(("platform",), "Windows tasks need at least cpu 1024 and memory 2048 (Fargate)")
     count = d.get("count")
     if isinstance(count, dict):
         rng = count.get("range")
-        if rng is None:
-            m.fail(("count",), "an autoscaling count needs 'range'")
-        lo, hi = (map(int, rng.split("-")) if isinstance(rng, str) else (rng["min"], rng["max"]))
-        if lo > hi:
-            m.fail(("count", "range"), f"min {lo} is greater than max {hi}")
-        if not any(count.get(k) is not None for k in ("cpu_percentage", "memory_percentage", "requests")):
-            m.fail(("count",), "an autoscaling range needs a target",
-                   allowed="cpu_percentage, memory_percentage, requests")
-        if count.get("requests") is not None and not isinstance(d.get("http"), dict) and not (
-                m.type == LBWS and d.get("http") is None):
-            m.fail(("count", "requests"), "request-count scaling needs the workload behind a load balancer (http)")
+        if rng is None and count.get("spot") is None:
+            m.fail(("count",), "an autoscaling count needs 'range'", allowed="range, or spot: <count>")
+        if rng is not None:
+            lo, hi = ((int(x) for x in rng.split("-")) if isinstance(rng, str) else (rng["min"], rng["max"]))
+            if lo > hi:
+                m.fail(("count", "range"), f"min {lo} is greater than max {hi}")
+            targets = ("cpu_percentage", "memory_percentage", "requests", "response_time", "queue_delay")
+            if not any(count.get(k) is not None for k in targets):
+                m.fail(("count",), "an autoscaling range needs a target", allowed=", ".join(
+                    t for t in targets if (t != "queue_delay") == (m.type != WORKER) or t in ("cpu_percentage", "memory_percentage")))
+        for k in ("requests", "response_time"):
+            if count.get(k) is not None and not isinstance(d.get("http"), dict) and not (
+                    m.type == LBWS and d.get("http") is None):
+                m.fail(("count", k), f"{k} scaling needs the workload behind a load balancer (http)")
+    containers = [m.name] + list(d.get("sidecars") or {})
+    for me, path, deps in [(m.name, ("image", "depends_on"), (image or {}).get("depends_on"))] + [
+            (n, ("sidecars", n, "depends_on"), sc.get("depends_on")) for n, sc in (d.get("sidecars") or {}).items()]:
+        for cname in deps or {}:
+            if cname not in containers or cname == me:
+                m.fail(path + (cname,), f"'{cname}' is not another container of this workload",
+                       allowed=", ".join(containers))
+    volumes = (d.get("storage") or {}).get("volumes") or {}
+    managed = [n for n, v in volumes.items() if v.get("efs") is True or (
+        isinstance(v.get("efs"), dict) and not v["efs"].get("id"))]
+    if len(managed) > 1:
+        m.fail(("storage", "volumes", managed[1], "efs"), "only one volume can use the managed EFS file system")
+    for n, v in volumes.items():
+        efs = v.get("efs")
+        if isinstance(efs, dict) and not efs.get("id") and (efs.get("root_dir") or efs.get("auth")):
+            m.fail(("storage", "volumes", n, "efs"), "root_dir and auth need an 'id' (an existing file system)")
+        if isinstance(efs, dict) and efs.get("id") and (efs.get("uid") is not None or efs.get("gid") is not None):
+            m.fail(("storage", "volumes", n, "efs", "uid"), "uid/gid apply to the managed file system only (no 'id')")
+    for cname, sc in (d.get("sidecars") or {}).items():
+        for i, mp in enumerate(sc.get("mount_points") or []):
+            if mp["source_volume"] not in volumes:
+                m.fail(("sidecars", cname, "mount_points", i, "source_volume"), f"'{mp['source_volume']}' is not a volume",
+                       allowed=", ".join(volumes) or "define it under storage.volumes")
+    placement = ((d.get("network") or {}).get("vpc") or {}).get("placement")
+    if isinstance(placement, dict) and isinstance(placement.get("subnets"), dict):
+        m.fail(("network", "vpc", "placement", "subnets", "from_tags"),
+               "is not supported by copilot-doit: selecting subnets by tag needs an AWS lookup at render time",
+               allowed="a list of subnet ids")
+    nlb = d.get("nlb")
+    if isinstance(nlb, dict):
+        for i, spec in enumerate([nlb] + list(nlb.get("additional_listeners") or [])):
+            path = ("nlb",) if i == 0 else ("nlb", "additional_listeners", i - 1)
+            tc = spec.get("target_container")
+            if tc is not None and tc not in containers:
+                m.fail(path + ("target_container",), f"'{tc}' is not a container of this workload",
+                       allowed=", ".join(containers))
     if m.type in (LBWS,):
         if image.get("port") is None and d.get("http") is not False:
             m.fail(("image", "port"), "is required for a Load Balanced Web Service with http")
@@ -343,10 +481,15 @@ def _validate_semantics(m: Manifest) -> None:
         m.fail(("image", "port"), "is required when a Backend Service sets http")
     http = d.get("http")
     if isinstance(http, dict):
-        tc = http.get("target_container")
-        if tc is not None and tc != m.name and tc not in (d.get("sidecars") or {}):
-            m.fail(("http", "target_container"), f"'{tc}' is not a container of this workload",
-                   allowed=", ".join([m.name] + list(d.get("sidecars") or {})))
+        for path, rule in [(("http",), http)] + [(("http", "additional_rules", i), r)
+                                                  for i, r in enumerate(http.get("additional_rules") or [])]:
+            tc = rule.get("target_container")
+            if tc is not None and tc not in containers:
+                m.fail(path + ("target_container",), f"'{tc}' is not a container of this workload",
+                       allowed=", ".join(containers))
+            if tc is not None and tc != m.name and rule.get("target_port") is None and \
+                    (d["sidecars"][tc].get("port") is None):
+                m.fail(path + ("target_port",), f"is required: sidecar '{tc}' exposes no port")
         if m.type == LBWS and http.get("path") is None:
             m.fail(("http", "path"), "is required", allowed="e.g. '/' or 'api'")
     if m.type == JOB:
@@ -419,6 +562,30 @@ class EnvManifest:
         return canonical_json(self.data)
 
 
+def _validate_cidrs(ctx: Ctx, vpc: dict) -> None:
+    """CIDR blocks are real IPv4 networks: the VPC a /16 to /28 (AWS's range), subnets inside it."""
+    import ipaddress
+
+    def network(value, path, lo, hi):
+        try:
+            net = ipaddress.IPv4Network(value, strict=True)
+        except (ValueError, TypeError) as exc:
+            ctx.fail(path, f"'{value}' is not an IPv4 CIDR block ({exc})", allowed="e.g. 10.0.0.0/16")
+        if not lo <= net.prefixlen <= hi:
+            ctx.fail(path, f"'{value}' has a /{net.prefixlen} prefix", allowed=f"/{lo} to /{hi}")
+        return net
+
+    block = network(vpc["cidr"], ("network", "vpc", "cidr"), 16, 28) if vpc.get("cidr") else None
+    for kind in ("public", "private"):
+        subnets = (vpc.get("subnets") or {}).get(kind)
+        for i, sn in enumerate(subnets if isinstance(subnets, list) else []):
+            if isinstance(sn, dict) and sn.get("cidr"):
+                net = network(sn["cidr"], ("network", "vpc", "subnets", kind, i, "cidr"), 16, 28)
+                if block is not None and not net.subnet_of(block):
+                    ctx.fail(("network", "vpc", "subnets", kind, i, "cidr"),
+                             f"'{sn['cidr']}' is not inside the VPC's {block}", allowed=f"a block inside {block}")
+
+
 def load_environment(path: Path, app: str, env: str) -> EnvManifest:
     text = _read(path)
     data, lines = yamlsrc.load(path, text, interpolation_vars(app, env, path))
@@ -427,6 +594,15 @@ def load_environment(path: Path, app: str, env: str) -> EnvManifest:
     if not isinstance(data, dict):
         ctx.fail((), "an environment manifest must be a mapping")
     ENV_SCHEMA.check(data, (), ctx)
+    vpc = (data.get("network") or {}).get("vpc") or {}
+    private = (data.get("http") or {}).get("private") or {}
+    from_vpc = (((private.get("security_groups") or {}).get("ingress")) or {}).get("from_vpc")
+    if from_vpc is not None:  # Copilot's deprecated spelling of http.private.ingress.vpc
+        private.setdefault("ingress", {}).setdefault("vpc", from_vpc)
+    if vpc.get("id") and (private.get("ingress") or {}).get("vpc"):
+        ctx.fail(("http", "private", "ingress", "vpc"), "is not supported by copilot-doit with an imported VPC "
+                 "(its CIDR block is not known when rendering)", allowed="a new VPC, or security_group rules")
     if data.get("name") not in (None, env):
         ctx.fail(("name",), f"'{data.get('name')}' must equal the folder name '{env}'")
+    _validate_cidrs(ctx, vpc)
     return EnvManifest(name=env, file=path, data={k: v for k, v in data.items()}, lines=lines)

@@ -100,8 +100,10 @@ def workload_package(s: Session, name: str, env: str, upload: bool = False) -> P
 
 def env_package(s: Session, env: str) -> Package:
     k, inputs = env_stage.inputs(s, env)
-    return Package(f"{env}.env.yml", f"{env}.env.params.json", env_stage.template(s, env),
-                   _params_doc(inputs["parameters"], inputs["tags"]))
+    addons = env_stage.addons_upload(s, env)
+    return Package(f"{env}.env.yml", f"{env}.env.params.json", env_stage.template(s, env, start=False),
+                   _params_doc(inputs["parameters"], inputs["tags"]),
+                   "env.addons.yml" if addons else None, addons[1].decode() if addons else None)
 
 
 def write(p: Package, output_dir: str | None, out=None) -> list[str]:

@@ -1,16 +1,62 @@
 """The plan: every selected stage with run/skip and why, plus template and parameter diffs against the
 deployed stacks. Reads only: no build, no push, no change set, no cache record.
+
+    build_plan(session) -> Plan         the data (stages, reasons, diffs, ordering edges)
+    as_text(plan) | as_json(plan) | as_markdown(plan)
 """
 from __future__ import annotations
 
 import json
-import sys
+from dataclasses import dataclass, field
 
 from . import stacks
 from .hashing import Key
 from .session import Session
 from .stages import ENV, WORKLOAD_STAGES, deploy, env as env_stage, package
 from .words import params_text, unified
+
+
+@dataclass
+class StagePlan:
+    task: str
+    stage: str
+    name: str | None
+    env: str
+    run: bool
+    reason: str
+
+
+@dataclass
+class StackPlan:
+    stack: str
+    env: str
+    name: str | None          # None: the environment stack
+    note: str                 # a line in words when there is no diff to show ("… is not deployed: …")
+    template_diff: str = ""
+    parameters_diff: str = ""
+
+
+@dataclass
+class Plan:
+    app: str
+    stages: list[StagePlan] = field(default_factory=list)
+    stacks: list[StackPlan] = field(default_factory=list)
+    edges: list[tuple[str, str]] = field(default_factory=list)   # (first, then): doit's task order
+
+    @property
+    def changes(self) -> bool:
+        return any(st.run for st in self.stages)
+
+    def affected(self) -> list[dict]:
+        """Each workload × environment with a stage to run, and the deploys it must wait for."""
+        out = []
+        for st in self.stages:
+            if st.stage == "deploy":
+                runs = [x.task for x in self.stages if x.name == st.name and x.env == st.env and x.run]
+                if runs:
+                    after = sorted(a for a, b in self.edges if b == st.task and a.startswith("deploy:"))
+                    out.append({"name": st.name, "env": st.env, "stages": runs, "after": after})
+        return out
 
 
 def _deployed_template(s: Session, env: str, stack_name: str, stage: str = "deploy") -> tuple[str | None, dict, bool]:
@@ -46,47 +92,104 @@ def _comparable(s: Session, env: str, planned: str, adapted: bool) -> str:
     return s.target(env).deployable(planned)[0]
 
 
-def _indented(w, diff: str) -> None:
-    if diff:
-        w("".join("      " + line for line in diff.splitlines(keepends=True)))
-        if not diff.endswith("\n"):
-            w("\n")
+def _env_stack(s: Session, env: str) -> StackPlan:
+    name = env_stage.stack_name(s, env)
+    old, _, adapted = _deployed_template(s, env, name, stage="env")
+    if old is None:
+        return StackPlan(name, env, None, f"{name} is not deployed: the whole template is new")
+    return StackPlan(name, env, None, "", unified(old, _comparable(s, env, env_stage.template(s, env), adapted),
+                                                  f"{name}.yml"))
 
 
-def print_plan(s: Session, out=None) -> None:
-    out = out or sys.stdout
-    w = out.write
+def _workload_stack(s: Session, name: str, env: str) -> StackPlan:
+    stack_name = s.stack_name(name, env)
+    pkg = package.status(s, name, env)
+    if not pkg.result and pkg.key is None:
+        return StackPlan(stack_name, env, name, f"diff of {stack_name}: not known before "
+                                                f"{pkg.reason.removeprefix('after ')} has run "
+                                                "(the new image's digest goes into the parameters)")
+    body, params = package.planned_template(s, name, env, pkg)
+    old_body, old_params, adapted = _deployed_template(s, env, stack_name)
+    if old_body is None:
+        return StackPlan(stack_name, env, name, f"{stack_name} is not deployed: the whole template is new "
+                                                f"({len(body.splitlines())} lines)")
+    tdiff = unified(old_body, _comparable(s, env, body, adapted), f"{stack_name}.yml")
+    pdiff = unified(params_text(old_params), params_text(params), f"{stack_name}.params")
+    if tdiff or pdiff:
+        return StackPlan(stack_name, env, name, "", tdiff, pdiff)
+    later = (" (so deploy will find nothing to do once its upstream stages have run)"
+             if deploy.status(s, name, env).run and not s.opts.force else "")
+    return StackPlan(stack_name, env, name, f"{stack_name}: template and parameters equal the deployed stack{later}")
+
+
+def build_plan(s: Session) -> Plan:
+    plan = Plan(s.ws.app)
     for env in s.envs:
         st = ENV.status(s, None, env)
-        w(f"{st.word:4}  {ENV.task_id(None, env)}  {st.reason}\n")
+        plan.stages.append(StagePlan(ENV.task_id(None, env), "env", None, env, st.run, st.reason))
         if st.run:
-            name = env_stage.stack_name(s, env)
-            old, _, adapted = _deployed_template(s, env, name, stage="env")
-            if old is None:
-                w(f"      {name} is not deployed: the whole template is new\n")
-            else:
-                _indented(w, unified(old, _comparable(s, env, env_stage.template(s, env), adapted), f"{name}.yml"))
+            plan.stacks.append(_env_stack(s, env))
     for name in s.names:
         for env in s.envs:
             for stage in WORKLOAD_STAGES:
                 st = stage.status(s, name, env)
-                w(f"{st.word:4}  {stage.task_id(name, env)}  {st.reason}\n")
-            stack_name = s.stack_name(name, env)
-            pkg = package.status(s, name, env)
-            if not pkg.result and pkg.key is None:
-                w(f"      diff of {stack_name}: not known before {pkg.reason.removeprefix('after ')} has run "
-                  "(the new image's digest goes into the parameters)\n")
-                continue
-            body, params = package.planned_template(s, name, env, pkg)
-            old_body, old_params, adapted = _deployed_template(s, env, stack_name)
-            if old_body is None:
-                w(f"      {stack_name} is not deployed: the whole template is new ({len(body.splitlines())} lines)\n")
-                continue
-            tdiff = unified(old_body, _comparable(s, env, body, adapted), f"{stack_name}.yml")
-            pdiff = unified(params_text(old_params), params_text(params), f"{stack_name}.params")
-            if not tdiff and not pdiff:
-                later = (" (so deploy will find nothing to do once its upstream stages have run)"
-                         if deploy.status(s, name, env).run and not s.opts.force else "")
-                w(f"      {stack_name}: template and parameters equal the deployed stack{later}\n")
-            _indented(w, tdiff)
-            _indented(w, pdiff)
+                task = stage.task_id(name, env)
+                plan.stages.append(StagePlan(task, stage.name, name, env, st.run, st.reason))
+                plan.edges += [(dep, task) for dep in stage.deps(s, name, env)]
+            plan.stacks.append(_workload_stack(s, name, env))
+    return plan
+
+
+def _indented(diff: str) -> str:
+    if not diff:
+        return ""
+    text = "".join("      " + line for line in diff.splitlines(keepends=True))
+    return text if text.endswith("\n") else text + "\n"
+
+
+def as_text(plan: Plan) -> str:
+    """The stage lines, each stack's note or diffs after its env stage or its workload's last stage."""
+    out = []
+    by_stack = {(sp.name, sp.env): sp for sp in plan.stacks}
+    for st in plan.stages:
+        out.append(f"{'run' if st.run else 'skip':4}  {st.task}  {st.reason}\n")
+        sp = by_stack.get((st.name, st.env)) if st.stage in ("env", "deploy") else None
+        if sp is not None:
+            out.append(f"      {sp.note}\n" if sp.note else "")
+            out.append(_indented(sp.template_diff) + _indented(sp.parameters_diff))
+    return "".join(out)
+
+
+def as_json(plan: Plan) -> str:
+    return json.dumps({
+        "app": plan.app,
+        "changes": plan.changes,
+        "stages": [vars(st) for st in plan.stages],
+        "affected": plan.affected(),
+        "environments": sorted({st.env for st in plan.stages if st.stage == "env" and st.run}),
+        "edges": [list(e) for e in plan.edges],
+        "stacks": [vars(sp) for sp in plan.stacks],
+    }, indent=2)
+
+
+def as_markdown(plan: Plan) -> str:
+    rows = ["| stage | | why |", "|---|---|---|"]
+    for st in plan.stages:
+        why = st.reason.replace("|", "\\|")
+        rows.append(f"| `{st.task}` | {'**run**' if st.run else 'skip'} | {why} |")
+    parts = [f"### copilot-doit plan for `{plan.app}`: "
+             + ("changes" if plan.changes else "nothing to deploy"), "", *rows, ""]
+    for sp in plan.stacks:
+        if sp.template_diff or sp.parameters_diff:
+            parts += [f"<details><summary><code>{sp.stack}</code> diff</summary>", "", "```diff",
+                      (sp.template_diff + sp.parameters_diff).rstrip(), "```", "", "</details>", ""]
+        elif sp.note:
+            parts.append(f"- {sp.note}")
+    return "\n".join(parts) + "\n"
+
+
+def print_plan(s: Session, out=None) -> Plan:
+    import sys
+    plan = build_plan(s)
+    (out or sys.stdout).write(as_text(plan))
+    return plan

@@ -176,6 +176,28 @@ def _shape_ok(spec: Spec, value) -> bool:
         return isinstance(value, int) and not isinstance(value, bool)
     if isinstance(spec, (Str, Duration)):
         return isinstance(value, str)
+    if isinstance(spec, Num):
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
     if isinstance(spec, Enum):
         return any(type(value) is type(v) for v in spec.values)
     return True
+
+
+class Any(Spec):
+    """Free-form data passed through as it is (an SNS filter policy, a taskdef override value)."""
+    desc = "any value"
+
+    def check(self, value, path, ctx):
+        return
+
+
+class Num(Spec):
+    def __init__(self, lo=None, hi=None):
+        self.lo, self.hi = lo, hi
+        self.desc = "a number" + (f" from {lo}" if lo is not None else "") + (f" to {hi}" if hi is not None else "")
+
+    def check(self, value, path, ctx):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            ctx.fail(path, f"expected {self.desc}, got {_show(value)}")
+        if (self.lo is not None and value < self.lo) or (self.hi is not None and value > self.hi):
+            ctx.fail(path, f"{value} is out of range", allowed=self.desc)

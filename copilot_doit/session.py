@@ -7,6 +7,8 @@ listing per environment per run, the cache and its records, and memos.
 from __future__ import annotations
 
 import os
+import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -30,8 +32,14 @@ class Options:
     tag: str | None = None
 
 
+# Tags copilot-doit and Copilot set themselves: a user's value would be silently replaced, so refuse it.
+RESERVED_TAGS = ("copilot-application", "copilot-environment", "copilot-service", "copilot-doit:deploy-key")
+# Docker's tag grammar (distribution/reference): the image tag must be a valid one for every registry.
+IMAGE_TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+
+
 def parse_resource_tags(text: str | None) -> dict:
-    """`k=v,k2=v2` (cobra's StringToString)."""
+    """`k=v,k2=v2` (cobra's StringToString), within AWS's tag limits and without Copilot's own keys."""
     out: dict = {}
     if not text:
         return out
@@ -39,14 +47,36 @@ def parse_resource_tags(text: str | None) -> dict:
         if not item.strip():
             continue
         k, sep, v = item.partition("=")
-        if not sep or not k.strip():
+        k, v = k.strip(), v.strip()
+        if not sep or not k:
             raise UserError(f"'{item}' is not key=value", field="resource-tags", allowed="k1=v1,k2=v2")
-        out[k.strip()] = v.strip()
+        if k in RESERVED_TAGS:
+            raise UserError(f"tag key '{k}' is reserved: copilot-doit sets it itself", field="resource-tags",
+                            allowed=f"any key but {', '.join(RESERVED_TAGS)}")
+        if len(k) > 128 or len(v) > 256 or k.lower().startswith("aws:"):
+            raise UserError(f"tag '{k[:40]}' is outside AWS's tag limits", field="resource-tags",
+                            allowed="keys of 1-128 characters not starting with 'aws:', values up to 256")
+        out[k] = v
     return out
+
+
+def check_image_tag(tag: str | None) -> None:
+    if tag is not None and not IMAGE_TAG_RE.match(tag):
+        raise UserError(f"'{tag[:60]}{'…' if len(tag) > 60 else ''}' is not a valid image tag", field="tag",
+                        allowed="1-128 letters, digits, '_', '.' and '-', not starting with '.' or '-'")
 
 
 def cache_root_for(ws_root: Path) -> Path:
     return Path(os.environ.get("COPILOT_DOIT_CACHE") or ws_root / "cache")
+
+
+def _cache_client_factory(cfg: dict, cache_root: Path):
+    """boto3 clients for the shared cache's account (S3, and SSM/Secrets Manager for its key)."""
+    def client(service: str):
+        settings = EnvSettings(name="cache", target=cfg.get("target", "aws"), region=cfg.get("region", "us-east-1"),
+                               profile=cfg.get("profile"))
+        return target_for(settings, cache_root).client(service)
+    return client
 
 
 def remote_store(ws: Workspace, cache_root: Path):
@@ -55,25 +85,66 @@ def remote_store(ws: Workspace, cache_root: Path):
     if not cfg:
         return None
     from .cache import S3Store
+    factory = _cache_client_factory(cfg, cache_root)
+    return S3Store(cfg["bucket"], cfg.get("prefix", ""), cfg.get("expected_owner"), lambda: factory("s3"))
 
-    def client():
-        settings = EnvSettings(name="cache", target=cfg.get("target", "aws"), region=cfg.get("region", "us-east-1"),
-                               profile=cfg.get("profile"))
-        return target_for(settings, cache_root).client("s3")
 
-    return S3Store(cfg["bucket"], cfg.get("prefix", ""), cfg.get("expected_owner"), client)
+def team_key(ws: Workspace, cache_root: Path):
+    """The key that authenticates cache records (README: trust model): $COPILOT_DOIT_CACHE_KEY or the
+    source named by `cache.s3.hmac_key`; fetched on first use only."""
+    from .trust import TeamKey, key_source_from_config
+    cfg = (ws.cache_config or {}).get("s3") or {}
+    return TeamKey(key_source_from_config(ws.cache_config), _cache_client_factory(cfg, cache_root))
+
+
+def check_build_context(m: Manifest, root: Path) -> None:
+    """The build context is sent to the engine and hashed file by file: the filesystem root or a home
+    folder would take minutes and send secrets along, so they are refused; a context outside the
+    repository is accepted (Copilot accepts it) with a warning."""
+    cfg = m.build_config(root)
+    if cfg is None:
+        return
+    context = Path(cfg.context).resolve()
+    path = ("image", "build", "context") if isinstance(m.image.get("build"), dict) else ("image", "build")
+    if context == Path("/") or context == Path.home().resolve() or context.parent == Path("/home"):
+        m.fail(path, f"the build context {context} is the filesystem root or a home folder",
+               allowed="a folder holding the Dockerfile's inputs, relative to the workspace root")
+    if not context.is_relative_to(root.resolve()):
+        print(f"warning: {m.file}: the build context {context} is outside the workspace {root}", file=sys.stderr)
+
+
+def check_subscriptions(m: Manifest, ws: Workspace, loaded: dict) -> None:
+    """`subscribe.topics[].service` names a workload of this workspace that publishes that topic."""
+    topics = (m.data.get("subscribe") or {}).get("topics") or []
+    for i, topic in enumerate(topics):
+        service = topic.get("service")
+        path = ("subscribe", "topics", i, "service")
+        if service not in ws.workloads:
+            m.fail(path, f"no workload named '{service}' in this workspace",
+                   allowed=", ".join(ws.workloads) or "none found")
+        try:
+            publisher = loaded.get((service, m.env)) or load_workload(ws.manifest_path(service), ws.app, m.env, service)
+        except UserError:
+            continue  # its own deploy reports its own mistake
+        published = [t.get("name") for t in (publisher.data.get("publish") or {}).get("topics") or []]
+        if topic.get("name") not in published:
+            m.fail(("subscribe", "topics", i, "name"),
+                   f"workload '{service}' publishes no topic named '{topic.get('name')}'",
+                   allowed=", ".join(str(t) for t in published) or f"none: {service} has no publish.topics")
 
 
 class Session:
     """One run: the workspace, the selection, the cache, and memoised statuses."""
 
     def __init__(self, opts: Options):
+        check_image_tag(opts.tag)
         self.opts = opts
         self.ws: Workspace = load_workspace(app_override=opts.app)
         self.names, self.envs = select(self.ws, opts.names, opts.envs)
         self.cache_root = cache_root_for(self.ws.root)
-        self.cache = Cache(self.cache_root, remote_store(self.ws, self.cache_root))
+        self.cache = Cache(self.cache_root, remote_store(self.ws, self.cache_root), team_key(self.ws, self.cache_root))
         self.stat_cache = StatCache(self.cache_root / "state.db")
+        self.pid = os.getpid()
         self.facts: dict = {}   # answers that hold for the whole run (e.g. the git describe text)
         self._flushers: list[Callable] = [self.stat_cache.flush]
         self._targets: dict[str, Target] = {}
@@ -86,10 +157,11 @@ class Session:
         self.manifests: dict[tuple[str, str], Manifest] = {
             (n, e): load_workload(self.ws.manifest_path(n), self.ws.app, e, n) for n in self.names for e in self.envs}
         for m in self.manifests.values():  # paths too (Dockerfile, context, env_file): a stat each
-            m.build_config(self.ws.root)
+            check_build_context(m, self.ws.root)
             if m.data.get("env_file") and not (self.ws.root / m.data["env_file"]).is_file():
                 m.fail(("env_file",), f"{self.ws.root / m.data['env_file']} does not exist",
                        allowed="a path relative to the workspace root (the folder above the workspace)")
+            check_subscriptions(m, self.ws, self.manifests)
 
     # --- shared lookups -------------------------------------------------------------------------------
     def target(self, env: str) -> Target:
@@ -108,6 +180,11 @@ class Session:
         self._memo.clear()
         if env is not None:
             self._stacks.pop(env, None)
+
+    def forget_everything(self) -> None:
+        """Drop every memo and stack listing (a forked worker process starts from the world)."""
+        self._memo.clear()
+        self._stacks.clear()
 
     def memo(self, key, fn: Callable):
         """`fn()` once per key until the world changes (`changed`)."""

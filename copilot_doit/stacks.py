@@ -126,18 +126,11 @@ def deploy(target: Target, name: str, template_body: str, parameters: dict, tags
     """Upsert `name`. Returns {"stack_id", "status", "changed"}; raises StageFailed with the reason.
     `app` names the artifact bucket a template too large for TemplateBody is uploaded to."""
     cfn = target.client("cloudformation")
-    current = _describe(cfn, name)
+    current = prepare(target, cfn, name, tags.get(KEY_TAG), parameters)
+    if current is not None and current.get("adopted"):
+        return current
     status = current["StackStatus"] if current else None
-    if status in ("ROLLBACK_COMPLETE", "ROLLBACK_FAILED"):
-        print(f"  stack {name} is {status} after a failed create: deleting it first")
-        _call("DeleteStack", cfn.delete_stack, StackName=name)
-        _poll(lambda: _describe(cfn, name), lambda s: s is None or s["StackStatus"] == "DELETE_COMPLETE",
-              timeout, f"deletion of {name}")
-        current, status = None, None
-    if status and status.endswith("_IN_PROGRESS") and status != "REVIEW_IN_PROGRESS":
-        raise StageFailed(f"stack {name} is {status}: another operation is running; wait for it to finish"
-                          " (or, on the local target, `copilot-doit local reset`)")
-    cs_type = "CREATE" if status in (None, "REVIEW_IN_PROGRESS") else "UPDATE"
+    cs_type = "CREATE" if status is None else "UPDATE"
     cs_name = f"copilot-doit-{uuid.uuid4()}"
     started = time.time()
     cs = _call("CreateChangeSet", cfn.create_change_set, StackName=name, ChangeSetName=cs_name,
@@ -168,6 +161,93 @@ def deploy(target: Target, name: str, template_body: str, parameters: dict, tags
                     "before the next deployment")
         raise StageFailed(f"stack {name} ended {final['StackStatus']}: {reasons or final.get('StackStatusReason', '')}{hint}")
     return {"stack_id": final["StackId"], "status": final["StackStatus"], "changed": True}
+
+
+# A failed first create never served anything: delete it and create again (as Copilot does).
+DELETE_AND_RECREATE = ("ROLLBACK_COMPLETE", "ROLLBACK_FAILED", "CREATE_FAILED", "DELETE_FAILED")
+
+
+def prepare(target: Target, cfn, name: str, key: str | None, parameters: dict) -> dict | None:
+    """Bring the stack to a state a change set can start from; returns its description (None: create).
+
+    REVIEW_IN_PROGRESS (a create whose change set was never executed: a failure, a kill, a Ctrl-C)
+    and a failed first create are deleted, with their change sets; UPDATE_ROLLBACK_FAILED and a failed
+    update under --no-rollback stop with the command that unblocks them; a stack another run is
+    deploying is waited for (bounded), and if it then carries this very deploy key and parameters the
+    result is adopted ({"adopted": True}) rather than deployed twice.
+    """
+    current = _describe(cfn, name)
+    status = current["StackStatus"] if current else None
+    if status and status.endswith("_IN_PROGRESS") and status != "REVIEW_IN_PROGRESS":
+        current = _wait_for_other_run(target, cfn, name, status)
+        status = current["StackStatus"] if current else None
+        if current and status in STABLE_STATES and key and _tags(current).get(KEY_TAG) == key \
+                and _params(current) == {k: str(v) for k, v in parameters.items()}:
+            print(f"  stack {name} was deployed with the same key by another run while we waited: adopted")
+            return {"adopted": True, "stack_id": current["StackId"], "status": status, "changed": False}
+    for _ in range(5):  # the emulator may hold more than one stack of a name: each is removed in turn
+        if status == "REVIEW_IN_PROGRESS":
+            print(f"  stack {name} is REVIEW_IN_PROGRESS (a create that never ran): removing it and its change sets")
+            _delete_change_sets(cfn, current["StackId"])
+        elif status in DELETE_AND_RECREATE:
+            print(f"  stack {name} is {status} after a failed create: deleting it first")
+        else:
+            break
+        _delete(cfn, name, current["StackId"])
+        current = _describe(cfn, name)
+        status = current["StackStatus"] if current else None
+    if status == "UPDATE_ROLLBACK_FAILED":
+        raise StageFailed(f"stack {name} is UPDATE_ROLLBACK_FAILED: CloudFormation could not roll back the last "
+                          f"update. Fix the resource named in its events, then run `aws cloudformation "
+                          f"continue-update-rollback --stack-name {name}` and deploy again")
+    if status == "UPDATE_FAILED":
+        raise StageFailed(f"stack {name} is UPDATE_FAILED after a deploy with --no-rollback: run `aws "
+                          f"cloudformation rollback-stack --stack-name {name}` before the next deployment")
+    return current
+
+
+def _tags(stack: dict) -> dict:
+    return {t["Key"]: t["Value"] for t in stack.get("Tags") or []}
+
+
+def _params(stack: dict) -> dict:
+    return {p["ParameterKey"]: p.get("ParameterValue") for p in stack.get("Parameters") or []}
+
+
+def _wait_for_other_run(target: Target, cfn, name: str, status: str) -> dict | None:
+    """Another run (another machine: CloudFormation is the lock between them) is deploying this stack:
+    wait, with a line every 30 s, for at most the target's bound."""
+    limit = target.in_progress_wait
+    print(f"  stack {name} is {status}: another deployment is running; waiting up to {limit:.0f}s for it")
+    started = time.monotonic()
+    last_said = [started]
+
+    def still_running(d):
+        if d is None or not d["StackStatus"].endswith("_IN_PROGRESS"):
+            return False
+        if time.monotonic() - last_said[0] >= 30:
+            last_said[0] = time.monotonic()
+            print(f"  … stack {name} is still {d['StackStatus']} ({time.monotonic() - started:.0f}s)")
+        return True
+
+    try:
+        return _poll(lambda: _describe(cfn, name), lambda d: not still_running(d), limit, f"stack {name}")
+    except StageFailed:
+        raise StageFailed(f"stack {name} stayed {status} for {limit:.0f}s: another operation holds it; "
+                          f"try again when it has finished{target.stuck_stack_hint}") from None
+
+
+def _delete_change_sets(cfn, stack_id: str) -> None:
+    summaries = _call("ListChangeSets", cfn.list_change_sets, StackName=stack_id).get("Summaries") or []
+    for cs in summaries:
+        _call("DeleteChangeSet", cfn.delete_change_set, ChangeSetName=cs["ChangeSetId"], StackName=stack_id)
+
+
+def _delete(cfn, name: str, stack_id: str, timeout: float = 1800) -> None:
+    """Delete by id (a name may already point at a newer stack) and wait until it is gone."""
+    _call("DeleteStack", cfn.delete_stack, StackName=stack_id)
+    _poll(lambda: _describe(cfn, stack_id), lambda d: d is None or d["StackStatus"] == "DELETE_COMPLETE",
+          timeout, f"deletion of {name}")
 
 
 def _stream(cfn, name: str, started: float, timeout: float) -> dict:

@@ -8,7 +8,7 @@
     plan                          print what would run and why, with template and parameter diffs
 
 Variables: name= (comma list), env= (comma list), app=, tag=, force=1, no-rollback=1,
-resource-tags=k=v,k2=v2. Each task's `uptodate` is a `StageCheck`, whose text is the reason doit shows
+resource-tags=k=v,k2=v2, no-wait=1 (fail at once if another run holds the cache lock). Each task's `uptodate` is a `StageCheck`, whose text is the reason doit shows
 in `doit info`; the reporter prints the same reason beside doit's `.` / `--` marks.
 """
 from __future__ import annotations
@@ -28,6 +28,32 @@ from .session import Options, Session, cache_root_for, parse_resource_tags
 from .stages import ENV, STAGES, WORKLOAD_STAGES
 
 _SESSION: tuple | None = None
+# doit's command line as given (cli.py sets it; under `doit` it is sys.argv): decides whether this run
+# may change anything and so must hold the cache lock.
+COMMAND_ARGV: list[str] | None = None
+# doit commands that change nothing we own: they never wait for the lock. `run` (the default) does,
+# unless every task named is `plan`.
+READ_ONLY_COMMANDS = {"list", "info", "help", "dumpdb", "strace", "tabcompletion", "forget", "ignore",
+                      "clean", "reset-dep", "auto"}
+_OPTIONS_WITH_VALUE = {"-n", "--process", "-P", "--parallel-type", "-f", "--file", "-d", "--dir", "-k",
+                       "--seek-file", "-s", "-v", "--verbosity", "-r", "--reporter", "-o", "--output-file",
+                       "--db-file", "--dep-file", "--backend", "--check_file_uptodate", "--codec-cls"}
+
+
+def changes_the_world(argv: list[str]) -> bool:
+    """Whether this doit command line may run a stage (so must hold the cache lock)."""
+    words, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a in _OPTIONS_WITH_VALUE:
+            skip = True
+        elif not a.startswith("-") and "=" not in a:
+            words.append(a)
+    if words and words[0] in READ_ONLY_COMMANDS:
+        return False
+    targets = words[1:] if words and words[0] == "run" else words
+    return any(t != "plan" for t in targets) or not targets
 
 
 def _list(value: str | None) -> list[str] | None:
@@ -54,11 +80,22 @@ def session() -> Session:
     if _SESSION is None or _SESSION[0] != marker:
         try:
             s = Session(options_from_vars())
+            if changes_the_world(COMMAND_ARGV if COMMAND_ARGV is not None else sys.argv[1:]):
+                hold_cache_lock(s)
         except UserError as exc:
             raise InvalidCommand(str(exc)) from None
         atexit.register(s.flush)
         _SESSION = (marker, s)
     return _SESSION[1]
+
+
+def hold_cache_lock(s: Session) -> None:
+    """One run at a time per cache root (the local target's services included). Taken before any
+    status is computed, so a run that waited sees what the other one did; released at exit."""
+    from .lock import CacheLock
+    lock = CacheLock(s.cache_root).acquire(wait=not _flag(get_var("no-wait")),
+                                           on_wait=lambda line: print(line, file=sys.stderr, flush=True))
+    atexit.register(lock.release)
 
 
 class StageCheck:
@@ -105,6 +142,9 @@ class StageDoc(str):
     def strip(self, *a):
         return self
 
+    def __reduce__(self):  # `-P process` sends task dicts to workers: there it is a plain doc line
+        return (str, (str(self),))
+
     def __format__(self, spec):
         if self.check.reason == "not checked yet":
             return format(str(self), spec)
@@ -116,6 +156,11 @@ def _action(check: StageCheck):
         if check.error is not None:
             return TaskFailed(str(check.error))
         s = session()
+        if s.pid != os.getpid():
+            # A `-P process` worker forked before other workers ran this stage's upstream: what the
+            # parent memoised is stale here, so every answer is read again from the cache and the world.
+            s.pid = os.getpid()
+            s.forget_everything()
         try:
             STAGES[check.stage].run(s, check.name, check.env)
         except (UserError, StageFailed) as exc:

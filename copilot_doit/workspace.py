@@ -22,6 +22,10 @@ WORKSPACE_DIRS = ("copilot", "manifests")
 CONFIG_FILE = "copilot-doit.yml"
 SPECIAL_DIRS = {"environments", "pipelines", "addons", "overrides"}
 NAME_RE = re.compile(r"^[a-z][a-z0-9-]*$")
+# Copilot's workload and environment names (internal/pkg/cli/validate.go, basicNameValidation).
+COPILOT_NAME_RE = re.compile(r"^[a-z][a-z0-9-]+$")
+COPILOT_NAME_RULE = ("at least 2 characters, starting with a letter, only lower-case letters, digits and "
+                     "hyphens, no consecutive or trailing hyphen")
 MAX_PARENTS = 5
 TARGETS = ("local", "aws")
 
@@ -80,11 +84,7 @@ def find_workspace_dir(start: Path | None = None) -> Path:
 
 
 def _read_yaml(path: Path):
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise UserError(f"cannot read: {exc.strerror}", file=str(path)) from None
-    return yamlsrc.load(path, text, variables=None)
+    return yamlsrc.load(path, yamlsrc.read_text(path), variables=None)
 
 
 def load_workspace(start: Path | None = None, app_override: str | None = None) -> Workspace:
@@ -155,7 +155,7 @@ def _load_config(ws: Workspace) -> None:
                             line=yamlsrc.line_of(lines, ("cache", k)), allowed="s3")
     s3 = cache.get("s3")
     if s3 is not None:
-        allowed = ("bucket", "prefix", "expected_owner", "region", "profile", "target")
+        allowed = ("bucket", "prefix", "expected_owner", "region", "profile", "target", "hmac_key")
         if not isinstance(s3, dict) or not isinstance(s3.get("bucket"), str):
             raise UserError("needs at least 'bucket: <name>'", file=str(path), field="cache.s3",
                             line=yamlsrc.line_of(lines, ("cache", "s3")), allowed=", ".join(allowed))
@@ -164,6 +164,10 @@ def _load_config(ws: Workspace) -> None:
             if k not in allowed:
                 raise UserError("is not a known setting", file=str(path), field=yamlsrc.field_name(where),
                                 line=yamlsrc.line_of(lines, where), allowed=", ".join(allowed))
+            if k == "hmac_key":  # {env: NAME} | {ssm: /name} | {secretsmanager: name}: see trust.py
+                from .trust import parse_key_source
+                parse_key_source(v, file=str(path), line=yamlsrc.line_of(lines, where))
+                continue
             if not isinstance(v, str):
                 raise UserError("must be a string (quote account ids)", file=str(path),
                                 field=yamlsrc.field_name(where), line=yamlsrc.line_of(lines, where))
@@ -181,8 +185,17 @@ def select(ws: Workspace, names: list[str] | None, envs: list[str] | None) -> tu
         if n not in ws.workloads:
             raise UserError(f"no workload named '{n}' in {ws.dir}", field="name",
                             allowed=", ".join(ws.workloads) or "none found")
+        check_name(n, "workload", ws.manifest_path(n))
     for e in envs:
         if e not in ws.environments:
             raise UserError(f"no environment named '{e}' in {ws.dir / 'environments'}", field="env",
                             allowed=", ".join(ws.environments) or "none found")
+        check_name(e, "environment", ws.env_manifest_path(e))
     return names, envs
+
+
+def check_name(name: str, kind: str, where: Path) -> None:
+    """Copilot's rule for workload and environment names (they become stack, repository and DNS names)."""
+    if not COPILOT_NAME_RE.match(name) or "--" in name or name.endswith("-") or len(name) > 255:
+        raise UserError(f"{kind} name '{name}' (its folder name) is invalid", file=str(where), field="name",
+                        allowed=COPILOT_NAME_RULE)

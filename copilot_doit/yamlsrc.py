@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from pathlib import Path
 
 import yaml
 
@@ -66,11 +67,30 @@ def interpolate(text: str, variables: dict | None, *, file, line, path) -> tuple
     return _VAR.sub(sub, text), changed
 
 
+MAX_DEPTH = 64  # deeper nesting is no manifest: refuse it rather than recurse until Python gives up
+
+
+def read_text(path) -> str:
+    """A YAML file's text: unreadable or not UTF-8 is one error naming the file (and the line)."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise UserError(f"cannot read: {exc.strerror}", file=str(path)) from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise UserError(f"is not valid UTF-8 (byte 0x{data[exc.start]:02x})", file=str(path), line=line,
+                        allowed="UTF-8 text") from None
+
+
 def load(path, text: str, variables: dict | None = None, interpolate_values: bool = True):
     """Parse one YAML document into (data, lines). `variables`: name -> value for `${}` (None: no
     interpolation at all, used for files Copilot does not interpolate)."""
     try:
         node = yaml.compose(text, Loader=_Loader)
+    except RecursionError:
+        raise UserError(f"is nested deeper than {MAX_DEPTH} levels", file=str(path)) from None
     except yaml.MarkedYAMLError as exc:
         line = exc.problem_mark.line + 1 if exc.problem_mark else None
         raise UserError(f"invalid YAML: {exc.problem}", file=str(path), line=line) from None
@@ -83,6 +103,9 @@ def load(path, text: str, variables: dict | None = None, interpolate_values: boo
 
     def build(n, p):
         lines.setdefault(p, n.start_mark.line + 1)
+        if len(p) > MAX_DEPTH:
+            raise UserError(f"is nested deeper than {MAX_DEPTH} levels", file=str(path),
+                            line=n.start_mark.line + 1, field=field_name(p[:3]) + "…")
         if isinstance(n, yaml.MappingNode):
             out = {}
             for kn, vn in n.value:

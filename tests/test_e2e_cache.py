@@ -10,6 +10,7 @@ from conftest import Workspace, marks
 pytestmark = pytest.mark.e2e
 
 STAGES = ["build", "push", "package", "lint", "deploy"]
+KEYED = {"COPILOT_DOIT_CACHE_KEY": "5f" * 32}   # the team key that authenticates shared records
 
 
 def fresh_runner(ws: Workspace, tmp_path, name: str) -> Workspace:
@@ -74,17 +75,18 @@ cache:
 
 
 def test_shared_s3_cache_fresh_runner_runs_nothing_and_rejects_poison(workspace, tmp_path, capfd):
+    """With the team key, every record the fleet wrote is authenticated: a fresh runner runs nothing."""
     ws = workspace
     bucket = f"cache-{ws.app}"
     with_s3_cache(ws, bucket)
-    ws.run("deploy", "name=frontend", "env=test")
+    ws.run("deploy", "name=frontend", "env=test", **KEYED)
     s3 = ws.client("s3")
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix="shared/cache/")["Contents"]]
     assert any("/actions/package/" in k for k in keys) and any("/objects/" in k for k in keys)
 
     b = fresh_runner(ws, tmp_path, "runner-b")
     drop_images(ws, "frontend")
-    out = b.run("deploy", "name=frontend", "env=test").stdout
+    out = b.run("deploy", "name=frontend", "env=test", **KEYED).stdout
     assert set(marks(out).values()) == {"--"}, out                 # read-through: nothing runs at all
     assert engine_ops(b) == [] and b.mutating() == [], (engine_ops(b), b.mutating())
 
@@ -95,11 +97,51 @@ def test_shared_s3_cache_fresh_runner_runs_nothing_and_rejects_poison(workspace,
     obj_key = f"shared/cache/objects/{template_digest[:2]}/{template_digest}"
     s3.put_object(Bucket=bucket, Key=obj_key, Body=b"Resources: {Evil: {Type: AWS::IAM::User}}\n")
     c = fresh_runner(ws, tmp_path, "runner-c")
-    p = c.run("deploy", "name=frontend", "env=test")
+    p = c.run("deploy", "name=frontend", "env=test", **KEYED)
     assert "does not match its digest; rejected" in p.stderr, p.stderr
     m = marks(p.stdout)
     assert m["package:frontend@test"] == "." and m["deploy:frontend@test"] == "--", p.stdout
     assert c.mutating() == [] or all(op.startswith("s3:") for op in c.mutating()), c.mutating()
+
+
+def _forge_s3_package_record(s3, bucket: str, keys: list[str]) -> None:
+    """A writer of the bucket (not of the key): a template object with an IAM user, the package record
+    pointed at it, its unkeyed check recomputed."""
+    import json
+    import yaml
+    from copilot_doit.hashing import digest_bytes, digest_value
+    from copilot_doit.templates import dump
+    pkg = next(k for k in keys if "/actions/package/" in k)
+    record = json.loads(s3.get_object(Bucket=bucket, Key=pkg)["Body"].read())
+    digest = record["result"]["template"]
+    template = yaml.safe_load(s3.get_object(Bucket=bucket, Key=f"shared/cache/objects/{digest[:2]}/{digest}")["Body"].read())
+    template["Resources"]["Intruder"] = {"Type": "AWS::IAM::User", "Properties": {}}
+    forged = dump(template).encode()
+    fd = digest_bytes(forged)
+    s3.put_object(Bucket=bucket, Key=f"shared/cache/objects/{fd[:2]}/{fd}", Body=forged)
+    record["result"]["template"] = fd
+    record.pop("check"), record.pop("mac", None)
+    record["check"] = digest_value(record)
+    s3.put_object(Bucket=bucket, Key=pkg, Body=json.dumps(record).encode())
+
+
+@pytest.mark.parametrize("keyed", [False, True], ids=["no-team-key", "team-key"])
+def test_a_forged_shared_record_is_never_deployed(workspace, tmp_path, keyed):
+    ws = workspace
+    env = KEYED if keyed else {}
+    bucket = f"cache-{ws.app}"
+    with_s3_cache(ws, bucket)
+    ws.run("deploy", "name=frontend", "env=test", **env)
+    s3 = ws.client("s3")
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix="shared/cache/")["Contents"]]
+    _forge_s3_package_record(s3, bucket, keys)
+    b = fresh_runner(ws, tmp_path, "runner-b")
+    p = b.run("deploy", "name=frontend", "env=test", "force=1", **env)
+    assert marks(p.stdout)["package:frontend@test"] == ".", p.stdout   # re-derived, not taken from S3
+    if keyed:
+        assert "not signed with the team key" in p.stderr or "rejected" in p.stderr, p.stderr
+    resources = ws.client("cloudformation").describe_stack_resources(StackName=f"{ws.app}-test-frontend")
+    assert not any(r["LogicalResourceId"] == "Intruder" for r in resources["StackResources"])
 
 
 def test_corrupt_local_record_is_discarded_and_rederived(workspace):

@@ -97,18 +97,20 @@ def test_force_redeploys_with_existing_image(workspace):
     assert not any(c["operation"] in ("Build", "Push") for c in ws.api_calls())
 
 
-def test_resource_tags_land_on_stack_and_reserved_tags_win(workspace):
+def test_resource_tags_land_on_stack_and_reserved_tags_are_refused(workspace):
     ws = workspace
-    ws.run("deploy", "name=frontend", "env=test",
-           "resource-tags=source/revision=bb133e7,deployment/initiator=manual,copilot-service=spoofed")
+    refused = ws.run("deploy", "name=frontend", "env=test",
+                     "resource-tags=source/revision=bb133e7,copilot-service=spoofed", check=False)
+    assert refused.returncode != 0 and "tag key 'copilot-service' is reserved" in refused.stderr, refused.stderr
+    assert not any(s["StackName"].startswith(f"{ws.app}-") for s in ws.stacks())
+    ws.run("deploy", "name=frontend", "env=test", "resource-tags=source/revision=bb133e7,deployment/initiator=manual")
     stack = ws.client("cloudformation").describe_stacks(StackName=f"{ws.app}-test-frontend")["Stacks"][0]
     tags = {t["Key"]: t["Value"] for t in stack["Tags"]}
     assert tags["source/revision"] == "bb133e7" and tags["deployment/initiator"] == "manual"
     assert tags["copilot-service"] == "frontend" and tags["copilot-application"] == ws.app
     assert tags["copilot-environment"] == "test"
     # The same tags again: nothing to do; different tags: a stack update only.
-    again = ws.run("deploy", "name=frontend", "env=test",
-                   "resource-tags=source/revision=bb133e7,deployment/initiator=manual,copilot-service=spoofed")
+    again = ws.run("deploy", "name=frontend", "env=test", "resource-tags=source/revision=bb133e7,deployment/initiator=manual")
     assert set(marks(again.stdout).values()) == {"--"}, again.stdout
     changed = ws.run("deploy", "name=frontend", "env=test", "resource-tags=source/revision=ccc").stdout
     m = marks(changed)

@@ -97,7 +97,10 @@ def test_override_lines_point_at_the_override(tmp_path):
 
 @pytest.mark.parametrize("text,needle", [
     (LBWS + "memory: 300\n", ":8: field 'memory': 300 MiB is not valid with cpu 256 (allowed: 512, 1024, 2048)"),
-    (LBWS + "nlb:\n  port: 443/tcp\n", ":8: field 'nlb': is not supported by copilot-doit for a Load Balanced Web Service: Network Load Balancers"),
+    (LBWS + "nlb:\n  port: 443/tcp\n  alias: x.example.com\n", ":10: field 'nlb.alias': is not supported by copilot-doit for a Load Balanced Web Service: NLB aliases"),
+    (LBWS + "nlb:\n  port: 443/tls\n", ":9: field 'nlb.port': '443/tls' is not a port such as 80/tcp (tcp, udp or tcp_udp)"),
+    (LBWS + "network:\n  vpc:\n    placement:\n      subnets:\n        from_tags: {k: v}\n", "field 'network.vpc.placement.subnets.from_tags': is not supported by copilot-doit"),
+    (LBWS + "sidecars:\n  s:\n    image: x\n    mount_points: [{source_volume: v, path: /p}]\n", "field 'sidecars.s.mount_points[0].source_volume': 'v' is not a volume"),
     (LBWS + "bogus: 1\n", ":8: field 'bogus': is not a supported field for a Load Balanced Web Service (allowed: name, type,"),
     (LBWS + "cpu: lots\n", ":8: field 'cpu': expected an integer, got 'lots'"),
     (LBWS.replace("  port: 80\n", ""), "field 'image.port': is required for a Load Balanced Web Service with http"),

@@ -109,3 +109,60 @@ def test_upload_assets_gives_the_template_deploy_uses(workspace, tmp_path):
     # Without --upload-assets, the same image is found by content in this cache.
     again = ws.run("svc", "package", "-n", "frontend", "-e", "test", tool="cli")
     assert params["ContainerImage"] in again.stdout
+
+
+class _RecordedElbv2:
+    """DescribeLoadBalancers / DescribeListeners answers for Copilot's imported ALB (recorded shapes)."""
+
+    ARN = "arn:aws:elasticloadbalancing:us-west-2:1234567890:loadbalancer/app/demo-t-Publi-MqfbfMJgLPZ0/5ea280ee3a7eff37"
+
+    class exceptions:
+        from botocore.exceptions import ClientError
+
+    def describe_load_balancers(self, LoadBalancerArns):
+        assert LoadBalancerArns == [self.ARN]
+        return {"LoadBalancers": [{"LoadBalancerArn": self.ARN, "Type": "application",
+                                   "DNSName": "demo-t-Publi.us-west-2.elb.amazonaws.com",
+                                   "CanonicalHostedZoneId": "Z1H1FL5HABSF5", "SecurityGroups": ["sg-0aaa"]}]}
+
+    def describe_listeners(self, LoadBalancerArn):
+        base = LoadBalancerArn.replace(":loadbalancer/", ":listener/")
+        return {"Listeners": [{"ListenerArn": base + "/https", "Protocol": "HTTPS", "Port": 443},
+                              {"ListenerArn": base + "/http", "Protocol": "HTTP", "Port": 80}]}
+
+
+class _RecordedSts:
+    def get_caller_identity(self):
+        return {"Account": "123456789012"}
+
+
+def test_svc_package_of_copilots_kitchen_sink_manifest(tmp_path, monkeypatch):
+    """Copilot's stack-testdata svc-manifest.yml, unchanged, as workload `fe`; the workspace supplies only
+    what the fixture lacks (.workspace, a basic env manifest, the Dockerfile it names, ${TAG}), and the
+    imported ALB's ELBv2 answers are recorded ones (its ARN names an account that does not exist)."""
+    from copilot_doit import packaging
+    from copilot_doit.session import Options, Session
+    fixture = COPILOT_FIXTURES / "stack-testdata" / "workloads" / "svc-manifest.yml"
+    ws = tmp_path / "copilot"
+    (ws / "fe").mkdir(parents=True)
+    (ws / "environments" / "test").mkdir(parents=True)
+    (ws / ".workspace").write_text("application: my-app\n")
+    (ws / "copilot-doit.yml").write_text('environments:\n  test: {target: aws, region: us-west-2, account: "123456789012"}\n')
+    (ws / "environments" / "test" / "manifest.yml").write_text("name: test\ntype: Environment\n")
+    shutil.copy(fixture, ws / "fe" / "manifest.yml")
+    (tmp_path / "Dockerfile").write_text("FROM scratch\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TAG", "v1")
+    monkeypatch.setenv("COPILOT_DOIT_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-docker.sock")
+    s = Session(Options(names=["fe"], envs=["test"]))
+    target = s.target("test")
+    target._clients.update({"elbv2": _RecordedElbv2(), "sts": _RecordedSts()})
+    pkg = packaging.workload_package(s, "fe", "test")
+    written = packaging.write(pkg, str(tmp_path / "out"))
+    assert sorted(Path(p).name for p in written) == ["fe-test.params.json", "fe-test.stack.yml"]
+    params = json.loads((tmp_path / "out" / "fe-test.params.json").read_text())["Parameters"]
+    assert params["ImportedALBListenerArn"].endswith("/https")
+    assert params["ImportedALBHTTPListenerArn"].endswith("/http")
+    body = (tmp_path / "out" / "fe-test.stack.yml").read_text()
+    assert "AWS::ElasticLoadBalancingV2::ListenerRule" in body and "sg-0aaa" in body

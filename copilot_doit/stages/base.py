@@ -1,7 +1,8 @@
 """What every stage module shares: the `Status` value and the task ids."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Callable
 
 from ..errors import StageFailed
 from ..hashing import Key
@@ -19,6 +20,9 @@ class Status:
     key: Key | None = None
     result: dict | None = None
     inputs: dict | None = None
+    # A deferred check of an up-to-date result's claim, run by a downstream stage before it acts on it
+    # (e.g. re-rendering a cached template before it is deployed). Raises StageFailed when it fails.
+    check: Callable[[], None] | None = field(default=None, repr=False, compare=False)
 
     @property
     def word(self) -> str:

@@ -60,7 +60,9 @@ def status(s: Session, name: str, env: str) -> Status:
         k = key(p.result["template"], params, tags)
         inputs = {"template": p.result["template"], "parameters": params, "tags": tags}
         stack_name = s.stack_name(name, env)
-        rec = s.cache.get_action("deploy", k)
+        # Trusted from the shared cache even without a key: what decides is the live stack's key tag;
+        # the record only adds the update time it saw.
+        rec = s.cache.get_action("deploy", k, trust_remote=True)
         ok, why = stacks.live_ok(s.stacks(env), stack_name, k, params, (rec or {}).get("result", {}).get("updated"))
         if s.opts.force:
             return Status(True, "force: deploy even if nothing changed", k, None, inputs)
@@ -80,6 +82,8 @@ def run(s: Session, name: str, env: str) -> dict:
     m = s.manifests[(name, env)]
     target = s.target(env)
     p = package.status(s, name, env)
+    if p.check is not None:  # the cached template is a claim: re-derive it before deploying it
+        p.check()
     body = s.cache.get_object(p.result["template"]).decode()
     stack_name = s.stack_name(name, env)
     from ..templates.env import EXPORTS
@@ -106,7 +110,10 @@ def run(s: Session, name: str, env: str) -> dict:
     s.record("deploy", stage_id("deploy", name, env), st.key, result, st.inputs)
     image = st.inputs["parameters"].get("ContainerImage")
     kind = "job" if m.type == JOB else "service"
-    runs = stacks.physical_id(target, stack_name, "StateMachine" if m.type == JOB else "Service")
+    try:  # the summary only: the deploy is recorded already, a failed lookup must not undo that
+        runs = stacks.physical_id(target, stack_name, "StateMachine" if m.type == JOB else "Service")
+    except StageFailed as exc:
+        runs = f"(not read: {str(exc)[:120]})"
     what = "state machine" if m.type == JOB else "ECS service"
     print(f"deployed {kind} {name} to {env}: stack {stack_name} ({live['status']}), image {image}, {what} {runs}")
     return result

@@ -29,21 +29,25 @@ def stack_name(s: Session, env: str) -> str:
 
 
 def needs(s: Session, env: str) -> dict:
-    """Which shared resources the workspace's workloads need in this environment (all of them, not
-    only the selected ones: deploying one service must not remove another's load balancer)."""
+    """What the workspace's workloads need from this environment (all of them, not only the selected
+    ones: deploying one service must not remove another's load balancer or NAT gateway) — Copilot
+    derives the same through its EnvController custom resource."""
+    from ..templates.env import needs as template_needs
     out = {"public_alb": False, "internal_alb": False}
+    manifests = []
     for name in s.ws.workloads:
         try:
             m = s.manifests.get((name, env)) or load_workload(s.ws.manifest_path(name), s.ws.app, env, name)
         except UserError as exc:
-            print(f"warning: {exc}; keeping every load balancer of {env} in case {name} uses one", file=sys.stderr)
-            return {"public_alb": True, "internal_alb": True}
+            print(f"warning: {exc}; keeping every shared resource of {env} in case {name} uses one", file=sys.stderr)
+            return {"public_alb": True, "internal_alb": True, "nat_gateways": True, "managed_efs": True}
+        manifests.append(m.data)
         http = m.data.get("http")
         if m.type == LBWS and http is not False:
             out["public_alb"] = True
         if m.type == BACKEND and isinstance(http, dict):
             out["internal_alb"] = True
-    return out
+    return {**out, **template_needs(manifests)}
 
 
 def inputs(s: Session, env: str) -> tuple[Key, dict]:
@@ -53,13 +57,38 @@ def inputs(s: Session, env: str) -> tuple[Key, dict]:
     tags = {"copilot-application": s.ws.app, "copilot-environment": env}
     ins = {"manifest": em.data, "recipe": RECIPE, "parameters": {"AppName": s.ws.app, "EnvironmentName": env},
            "tags": tags, "needs": needs(s, env)}
+    from .. import overrides
+    for name, folder in (("overrides", overrides.env_folder(s.ws.dir)), ("addons", overrides.env_addons_folder(s.ws.dir))):
+        d = overrides.digest(folder, s.stat_cache)
+        if d is not None:  # only then: every other key stays what it was
+            ins[name] = d
     return Key.of(SALT, ins), ins
 
 
-def template(s: Session, env: str) -> str:
-    """The env stack's template text (pure: no side effects)."""
+def addons_upload(s: Session, env: str) -> tuple[str, bytes, dict] | None:
+    """(S3 key, body, parameters) of the merged `environments/addons/` template, or None."""
+    from .. import overrides
+    pkg = overrides.env_addons(overrides.env_addons_folder(s.ws.dir))
+    if pkg is None:
+        return None
+    body = dump(pkg["template"]).encode()
+    return overrides.env_addons_s3_key(body), body, pkg["parameters"]
+
+
+def template(s: Session, env: str, start: bool = True) -> str:
+    """The env stack's template text (pure: no side effects): rendered, with the environment addons as
+    a nested stack, then Copilot's `environments/overrides/` applied."""
+    from .. import overrides
     from ..templates.env import render
     template_data, _ = render(s.ws.app, env, s.env_manifests[env].data, **needs(s, env))
+    addons = addons_upload(s, env)
+    if addons is not None:
+        key_, _, params = addons
+        target = s.target(env)
+        bucket = target.artifact_bucket(s.ws.app)
+        url = target.object_url(bucket, key_) if start else (target.object_url_if_known(bucket, key_) or "")
+        template_data = overrides.env_addons_stack(template_data, url, params)
+    template_data = overrides.apply(overrides.env_folder(s.ws.dir), template_data, app=s.ws.app, env=env)
     return dump(template_data)
 
 
@@ -91,6 +120,14 @@ def run(s: Session, name: None, env: str) -> dict:
     target = s.target(env)
     stack = stack_name(s, env)
     body = template(s, env)
+    addons = addons_upload(s, env)
+    if addons is not None:  # content-addressed, as Copilot: the nested stack reads it from the bucket
+        key_, addons_body, _ = addons
+        linting.lint_template(s.cache, addons_body.decode(), target.settings.region, f"{stack} addons (merged)")
+        bucket = target.artifact_bucket(s.ws.app)
+        target.ensure_bucket(bucket, {"copilot-application": s.ws.app})
+        target.upload(bucket, key_, addons_body)
+        print(f"  uploaded s3://{bucket}/{key_} ({len(addons_body)} bytes)")
     report = linting.lint_template(s.cache, body, target.settings.region, f"{stack}.yml")
     deploy_body = stacks.deployable(target, body)
     tags = {**st.inputs["tags"], stacks.KEY_TAG: st.key.hex}

@@ -7,10 +7,25 @@ run:    lint each template through the lint cache (copilot_doit/linting.py); war
 """
 from __future__ import annotations
 
+import json
+
 from .. import linting
 from ..session import Session
 from . import package
 from .base import Status, must_run, stage_id
+
+
+def warnings_text(s: Session, result: dict) -> str:
+    """` with 1 warning (W2001 line 23: Parameter LogRetention not used)`: the cached report keeps them,
+    so a rerun says what the first run said."""
+    if not result.get("warnings"):
+        return ""
+    report = json.loads(s.cache.get_object(result["report"]) or b"[]") if result.get("report") else []
+    found = [r for r in report if r.get("level") == "warning"]
+    n = result["warnings"]
+    shown = "; ".join(f"{r['rule']} line {r['line']}: {r['message']}" for r in found[:3])
+    more = f"; +{len(found) - 3} more" if len(found) > 3 else ""
+    return f" with {n} warning{'s' if n != 1 else ''}" + (f" ({shown}{more})" if shown else "")
 
 
 def status(s: Session, name: str, env: str) -> Status:
@@ -22,9 +37,8 @@ def status(s: Session, name: str, env: str) -> Status:
         k = linting.key(p.result["template"] + p.result.get("addons", ""), region)
         rec = s.cache.get_action("lint", k)
         if rec and not rec["result"]["errors"]:
-            w = rec["result"]["warnings"]
-            return Status(False, f"template {p.result['template'][:12]} already passed cfn-lint"
-                          + (f" ({w} warning{'s' if w != 1 else ''})" if w else ""), k, rec["result"])
+            return Status(False, f"template {p.result['template'][:12]} passed cfn-lint"
+                          + warnings_text(s, rec["result"]), k, rec["result"])
         if rec:
             return Status(True, f"template {p.result['template'][:12]} has {rec['result']['errors']} cfn-lint error(s)", k)
         return Status(True, f"template {p.result['template'][:12]} not linted yet", k)

@@ -18,11 +18,24 @@ _AUDITED_PARAMS = {"ExecuteChangeSet": ("DisableRollback",), "CreateChangeSet": 
                    "UpdateService": ("forceNewDeployment",)}
 
 
+def merge_listed(listing: dict, name: str, entry: dict) -> None:
+    """Add one stack of a DescribeStacks listing. Deleted stacks are left out; a name listed twice (an
+    emulator may keep a second stack of one name) keeps the entry that is not `*_COMPLETE`, so the live
+    check fails and the deploy cleans up, rather than judging by whichever came last."""
+    if entry["status"] == "DELETE_COMPLETE":
+        return
+    if name in listing and not str(listing[name]["status"]).endswith("_COMPLETE"):
+        return
+    listing[name] = entry
+
+
 class AwsTarget:
     """Real AWS for one environment's settings (region, profile, expected account)."""
 
     kind = "aws"
     waits_for_services = True  # ECS really runs tasks: wait for a forced deployment to settle
+    in_progress_wait = 1800.0  # seconds to wait for a stack another run is deploying
+    stuck_stack_hint = ""
 
     def __init__(self, settings: EnvSettings, cache_root):
         self.settings = settings
@@ -46,7 +59,8 @@ class AwsTarget:
         with self._lock:
             if service not in self._clients:
                 from botocore.config import Config
-                c = self.session().client(service, config=Config(retries={"mode": "standard", "max_attempts": 5}),
+                c = self.session().client(service, config=Config(retries={"mode": "standard", "max_attempts": 5},
+                                                                 connect_timeout=5, read_timeout=60),
                                           **self.client_kwargs())
                 if os.environ.get("COPILOT_DOIT_API_LOG"):
                     c.meta.events.register("before-parameter-build.*.*", self._audit)
@@ -76,8 +90,12 @@ class AwsTarget:
         try:
             repo = ecr.describe_repositories(repositoryNames=[name])["repositories"][0]
         except ecr.exceptions.RepositoryNotFoundException:
-            repo = ecr.create_repository(repositoryName=name, tags=[{"Key": k, "Value": v} for k, v in tags.items()],
-                                         imageScanningConfiguration={"scanOnPush": True})["repository"]
+            try:
+                repo = ecr.create_repository(repositoryName=name,
+                                             tags=[{"Key": k, "Value": v} for k, v in tags.items()],
+                                             imageScanningConfiguration={"scanOnPush": True})["repository"]
+            except ecr.exceptions.RepositoryAlreadyExistsException:  # another run created it just now
+                repo = ecr.describe_repositories(repositoryNames=[name])["repositories"][0]
         return repo["repositoryUri"]
 
     def repository_uri(self, name: str) -> str:
@@ -128,13 +146,13 @@ class AwsTarget:
         out = {}
         for page in cfn.get_paginator("describe_stacks").paginate():
             for s in page["Stacks"]:
-                out[s["StackName"]] = {
+                merge_listed(out, s["StackName"], {
                     "status": s["StackStatus"],
                     "tags": {t["Key"]: t["Value"] for t in s.get("Tags") or []},
                     "outputs": {o["OutputKey"]: o.get("OutputValue") for o in s.get("Outputs") or []},
                     "parameters": {p["ParameterKey"]: p.get("ParameterValue") for p in s.get("Parameters") or []},
                     "updated": str(s.get("LastUpdatedTime") or s.get("CreationTime") or ""),
-                }
+                })
         return out
 
     def deployable(self, body: str, missing_imports: set[str] = frozenset()) -> tuple[str, list[str]]:
@@ -168,6 +186,46 @@ class AwsTarget:
         except s3.exceptions.ClientError:
             pass
         s3.put_object(Bucket=bucket, Key=key, Body=body, ExpectedBucketOwner=self.account_id())
+
+    def imported_alb(self, ref: str, start: bool = True) -> dict:
+        """What a workload's `http.alb` (an ARN or a name) renders from: its listeners, DNS name, hosted
+        zone, full name and security groups (ELBv2 DescribeLoadBalancers + DescribeListeners)."""
+        elbv2 = self.client("elbv2")
+        try:
+            by = {"LoadBalancerArns": [ref]} if ref.startswith("arn:") else {"Names": [ref]}
+            lbs = elbv2.describe_load_balancers(**by)["LoadBalancers"]
+        except elbv2.exceptions.ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            if code not in ("LoadBalancerNotFound", "ValidationError"):
+                raise
+            lbs = []
+        if not lbs:
+            raise UserError(f"no load balancer '{ref}' in {self.settings.region} for environment "
+                            f"'{self.settings.name}'", field="http.alb",
+                            allowed="the ARN or name of an existing Application Load Balancer")
+        lb = lbs[0]
+        if lb.get("Type") != "application":
+            raise UserError(f"'{ref}' is a {lb.get('Type')} load balancer", field="http.alb",
+                            allowed="an Application Load Balancer")
+        listeners = elbv2.describe_listeners(LoadBalancerArn=lb["LoadBalancerArn"])["Listeners"]
+        by_protocol = {}
+        for li in sorted(listeners, key=lambda li: li.get("Port", 0)):
+            by_protocol.setdefault(li.get("Protocol"), li["ListenerArn"])
+        return {"listener_arn": by_protocol.get("HTTP", ""), "https_listener_arn": by_protocol.get("HTTPS"),
+                "dns_name": lb.get("DNSName", ""), "hosted_zone_id": lb.get("CanonicalHostedZoneId", ""),
+                "full_name": lb["LoadBalancerArn"].split(":loadbalancer/", 1)[-1],
+                "security_groups": sorted(lb.get("SecurityGroups") or [])}
+
+    def object_exists(self, bucket: str, key: str) -> bool:
+        """One HEAD: does the artifact a record claims to have uploaded still exist?"""
+        s3 = self.client("s3")
+        try:
+            s3.head_object(Bucket=bucket, Key=key, ExpectedBucketOwner=self.account_id())
+            return True
+        except s3.exceptions.ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound", "NoSuchBucket"):
+                return False
+            raise
 
     def object_url(self, bucket: str, key: str) -> str:
         """HTTPS URL CloudFormation reads a nested template from."""

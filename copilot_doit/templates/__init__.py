@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import yaml
 
-RECIPE_VERSION = "templates/5"
+RECIPE_VERSION = "templates/6"
 
 
 class _Dumper(yaml.SafeDumper):

@@ -1,17 +1,39 @@
-"""The environment stack `<app>-<env>`: network, ECS cluster, public ALB, service discovery, exports.
+"""The environment stack `<app>-<env>`: network, ECS cluster, load balancers, service discovery, exports.
 
-Export names follow Copilot (`<app>-<env>-ClusterId`, ...) so workload stacks import them.
+Composed from env_network (NAT gateways, flow logs, custom security group rules, VPC endpoints), env_efs
+(the managed file system) and env_cdn (CloudFront). Export names follow Copilot (`<app>-<env>-ClusterId`,
+...) so workload stacks import them.
 """
 from __future__ import annotations
 
 from . import getatt, ref, sub
+from .env_cdn import cdn as cdn_part
+from .env_efs import managed_efs as efs_part
+from . import env_network
 
 # Bump when this module's output changes: every environment stack is then re-rendered and updated.
-RECIPE = "env/3"
+RECIPE = "env/4"
 
+# Every export the env stack may have (which ones depends on the manifest and the keyword arguments).
 EXPORTS = ("VpcId", "PublicSubnets", "PrivateSubnets", "ClusterId", "EnvironmentSecurityGroup",
            "PublicLoadBalancerDNSName", "HTTPListenerArn", "PublicLoadBalancerFullName", "InternalLoadBalancerDNSName",
-           "InternalHTTPListenerArn", "InternalLoadBalancerFullName", "ServiceDiscoveryNamespaceID")
+           "InternalHTTPListenerArn", "InternalLoadBalancerFullName", "ServiceDiscoveryNamespaceID",
+           "CanonicalHostedZoneID", "InternalLoadBalancerCanonicalHostedZoneID", "HTTPSListenerArn",
+           "InternalHTTPSListenerArn", "ManagedFileSystemID", "CloudFrontDomainName")
+# The ones every environment with both load balancers has.
+BASE_EXPORTS = EXPORTS[:14]
+DEFAULT_SSL_POLICY = "ELBSecurityPolicy-2016-08"
+# Elastic Load Balancing's account per region, for the access-log bucket policy (AWS documentation).
+ELB_ACCOUNTS = {
+    "us-east-1": "127311923021", "us-east-2": "033677994240", "us-west-1": "027434742980", "us-west-2": "797873946194",
+    "af-south-1": "098369216593", "ca-central-1": "985666609251", "eu-central-1": "054676820928",
+    "eu-west-1": "156460612806", "eu-west-2": "652711504416", "eu-south-1": "635631232127",
+    "eu-west-3": "009996457667", "eu-north-1": "897822967062", "ap-east-1": "754344448648",
+    "ap-northeast-1": "582318560864", "ap-northeast-2": "600734575887", "ap-northeast-3": "383597477331",
+    "ap-southeast-1": "114774131450", "ap-southeast-2": "783225319266", "ap-southeast-3": "589379963580",
+    "ap-south-1": "718504428378", "me-south-1": "076674570225", "sa-east-1": "507241528517",
+    "us-gov-west-1": "048591011584", "us-gov-east-1": "190560391635", "cn-north-1": "638102146993",
+    "cn-northwest-1": "037604701340"}
 
 
 def _subnets(kind: str, specs: list[dict], public: bool) -> dict:
@@ -33,17 +55,32 @@ def _subnets(kind: str, specs: list[dict], public: bool) -> dict:
 
 PUBLIC_ALB = ("PublicLoadBalancerSecurityGroup", "PublicLoadBalancer", "HTTPListener",
               "EnvironmentSecurityGroupIngressFromPublicALB", "PublicLoadBalancerDNSName", "HTTPListenerArn",
-              "PublicLoadBalancerFullName")
+              "PublicLoadBalancerFullName", "CanonicalHostedZoneID", "HTTPSListener", "HTTPSListenerArn",
+              "ELBAccessLogsBucket", "ELBAccessLogsBucketPolicy")
 INTERNAL_ALB = ("InternalLoadBalancerSecurityGroup", "InternalLoadBalancer", "InternalHTTPListener",
                 "EnvironmentSecurityGroupIngressFromInternalALB", "InternalLoadBalancerSecurityGroupIngressFromEnvironment",
-                "InternalLoadBalancerDNSName", "InternalHTTPListenerArn", "InternalLoadBalancerFullName")
+                "InternalLoadBalancerDNSName", "InternalHTTPListenerArn", "InternalLoadBalancerFullName",
+                "InternalLoadBalancerCanonicalHostedZoneID", "InternalHTTPSListener", "InternalHTTPSListenerArn",
+                "InternalLoadBalancerSecurityGroupIngressFromVPC")
 
 
 def render(app: str, env: str, manifest: dict, public_alb: bool = True,
-           internal_alb: bool = True) -> tuple[dict, dict]:
+           internal_alb: bool = True, nat_gateways: bool = False, managed_efs: bool = False,
+           vpc_endpoints: tuple | list = (), cloudfront_prefix_list: str | None = None) -> tuple[dict, dict]:
     """(template, parameters) for the environment stack. Load balancers exist only when a workload of
-    the workspace needs them (Copilot does this lazily through its EnvController custom resource)."""
+    the workspace needs them (Copilot does this lazily through its EnvController custom resource), and so
+    do NAT gateways (`nat_gateways`: a workload is placed in private subnets) and the managed EFS file
+    system (`managed_efs`: a workload has a volume with `efs: true`). `vpc_endpoints` lists AWS service
+    names (`s3`, `ecr.api`, `ecr.dkr`, `logs`, ...) to reach from private subnets of a new VPC.
+    `cloudfront_prefix_list` is the id of the managed prefix list
+    `com.amazonaws.global.cloudfront.origin-facing` in the region (ingress restricted to the CDN)."""
+    want_nat, want_efs, want_endpoints = nat_gateways, managed_efs, list(vpc_endpoints or ())
     vpc_cfg = (manifest.get("network") or {}).get("vpc") or {}
+    http_cfg = manifest.get("http") or {}
+    pub_cfg, priv_cfg = http_cfg.get("public") or {}, http_cfg.get("private") or {}
+    cdn_cfg = manifest.get("cdn")
+    if cdn_cfg:
+        public_alb = True  # the distribution's origin
     insights = bool((manifest.get("observability") or {}).get("container_insights", False))
     imported = vpc_cfg.get("id")
     resources: dict = {}
@@ -83,6 +120,9 @@ def render(app: str, env: str, manifest: dict, public_alb: bool = True,
         vpc_id = ref("VPC")
         public_subnets = [ref(f"PublicSubnet{i + 1}") for i in range(len(pub))]
         private_subnets = [ref(f"PrivateSubnet{i + 1}") for i in range(len(priv))]
+        if want_nat:
+            env_network.nat_gateways(resources, len(pub), len(priv))
+        env_network.vpc_endpoints(resources, want_endpoints, private_subnets, len(priv) if want_nat else 0)
 
     resources.update({
         "Cluster": {"Type": "AWS::ECS::Cluster", "Properties": {
@@ -132,6 +172,16 @@ def render(app: str, env: str, manifest: dict, public_alb: bool = True,
             "Name": sub("${EnvironmentName}.${AppName}.local"), "Vpc": vpc_id}},
     })
 
+    parameters = {"AppName": {"Type": "String"}, "EnvironmentName": {"Type": "String"}}
+    params = {"AppName": app, "EnvironmentName": env}
+    mappings: dict = {}
+    env_network.security_group_rules(resources["EnvironmentSecurityGroup"]["Properties"], vpc_cfg.get("security_group"))
+    _public_http(resources, pub_cfg, cdn_cfg, cloudfront_prefix_list, parameters, params, mappings)
+    _private_http(resources, priv_cfg, vpc_id if not imported else None)
+    env_network.flow_logs(resources, vpc_cfg.get("flow_logs"), vpc_id)
+    if want_efs:
+        efs_part(resources, vpc_id, private_subnets)
+
     def out(name, value):
         return {"Value": value, "Export": {"Name": sub("${AWS::StackName}-" + name)}}
 
@@ -149,7 +199,17 @@ def render(app: str, env: str, manifest: dict, public_alb: bool = True,
         "InternalLoadBalancerFullName": out("InternalLoadBalancerFullName",
                                             getatt("InternalLoadBalancer", "LoadBalancerFullName")),
         "ServiceDiscoveryNamespaceID": out("ServiceDiscoveryNamespaceID", getatt("ServiceDiscoveryNamespace", "Id")),
+        "CanonicalHostedZoneID": out("CanonicalHostedZoneID", getatt("PublicLoadBalancer", "CanonicalHostedZoneID")),
+        "InternalLoadBalancerCanonicalHostedZoneID": out("InternalLoadBalancerCanonicalHostedZoneID",
+                                                         getatt("InternalLoadBalancer", "CanonicalHostedZoneID")),
     }
+    if "HTTPSListener" in resources:
+        outputs["HTTPSListenerArn"] = out("HTTPSListenerArn", ref("HTTPSListener"))
+    if "InternalHTTPSListener" in resources:
+        outputs["InternalHTTPSListenerArn"] = out("InternalHTTPSListenerArn", ref("InternalHTTPSListener"))
+    if want_efs:
+        outputs["ManagedFileSystemID"] = out("ManagedFileSystemID", ref("FileSystem"))
+    cdn_part(resources, outputs, cdn_cfg, out)
     for wanted, names in ((public_alb, PUBLIC_ALB), (internal_alb, INTERNAL_ALB)):
         if not wanted:
             for n in names:
@@ -158,12 +218,119 @@ def render(app: str, env: str, manifest: dict, public_alb: bool = True,
     template = {
         "AWSTemplateFormatVersion": "2010-09-09",
         "Description": f"copilot-doit environment {env} of application {app}",
-        "Parameters": {
-            "AppName": {"Type": "String"},
-            "EnvironmentName": {"Type": "String"},
-        },
-        "Resources": resources,
-        "Outputs": outputs,
+        "Parameters": parameters,
     }
-    params = {"AppName": app, "EnvironmentName": env}
+    if mappings:
+        template["Mappings"] = mappings
+    template["Resources"] = resources
+    template["Outputs"] = outputs
     return template, params
+
+
+def _ingress(port: int, cidrs: list, prefix_lists: list) -> list:
+    return ([{"SourcePrefixListId": pl, "Description": f"Allow ingress from prefix list on port {port}",
+              "FromPort": port, "IpProtocol": "tcp", "ToPort": port} for pl in prefix_lists]
+            + [{"CidrIp": c, "Description": f"Allow ingress from source IP {c} on port {port}" if c != "0.0.0.0/0"
+                else f"Allow from anyone on port {port}", "IpProtocol": "tcp", "FromPort": port, "ToPort": port}
+               for c in cidrs])
+
+
+def _public_http(resources, cfg, cdn_cfg, prefix_list, parameters, params, mappings):
+    """http.public: HTTPS listener with the imported certificates (HTTP stays, workloads add redirect rules),
+    ssl_policy, ingress restricted to source IPs or to CloudFront, access logs."""
+    if not cfg:
+        return
+    ingress = cfg.get("ingress") or {}
+    restrict_cdn = bool(ingress.get("cdn") or (((cfg.get("security_groups") or {}).get("ingress") or {})
+                                               .get("restrict_to") or {}).get("cdn"))
+    cidrs = list(ingress.get("source_ips") or []) or ([] if restrict_cdn else ["0.0.0.0/0"])
+    pls = []
+    if restrict_cdn:
+        parameters["CloudFrontPrefixListId"] = {"Type": "String", "Description":
+                                                "managed prefix list com.amazonaws.global.cloudfront.origin-facing"}
+        params["CloudFrontPrefixListId"] = prefix_list or ""
+        pls = [ref("CloudFrontPrefixListId")]
+    certs = list(cfg.get("certificates") or [])
+    sg = resources["PublicLoadBalancerSecurityGroup"]["Properties"]
+    sg["SecurityGroupIngress"] = _ingress(80, cidrs, pls) + (_ingress(443, cidrs, pls) if certs else [])
+    if certs:
+        resources["HTTPSListener"] = {"Type": "AWS::ElasticLoadBalancingV2::Listener", "Properties": {
+            "LoadBalancerArn": ref("PublicLoadBalancer"), "Port": 443, "Protocol": "HTTPS",
+            "Certificates": [{"CertificateArn": certs[0]}], "SslPolicy": cfg.get("ssl_policy") or DEFAULT_SSL_POLICY,
+            "DefaultActions": [{"Type": "fixed-response", "FixedResponseConfig": {
+                "StatusCode": "404", "ContentType": "text/plain", "MessageBody": "no service matches this path"}}]}}
+        if len(certs) > 1:
+            resources["HTTPSImportCertificate"] = {"Type": "AWS::ElasticLoadBalancingV2::ListenerCertificate",
+                                                   "Properties": {"ListenerArn": ref("HTTPSListener"),
+                                                                  "Certificates": [{"CertificateArn": c} for c in certs[1:]]}}
+    logs = cfg.get("access_logs")
+    if logs:
+        logs = logs if isinstance(logs, dict) else {}
+        attrs = [{"Key": "access_logs.s3.enabled", "Value": "true"}]
+        if logs.get("bucket_name"):
+            attrs.append({"Key": "access_logs.s3.bucket", "Value": logs["bucket_name"]})
+        else:
+            mappings["RegionalConfigs"] = {r: {"ElbAccountId": a} for r, a in ELB_ACCOUNTS.items()}
+            resources["ELBAccessLogsBucket"] = {"Type": "AWS::S3::Bucket", "Properties": {
+                "VersioningConfiguration": {"Status": "Enabled"},
+                "BucketEncryption": {"ServerSideEncryptionConfiguration": [
+                    {"ServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]},
+                "PublicAccessBlockConfiguration": {"BlockPublicAcls": True, "BlockPublicPolicy": True,
+                                                   "IgnorePublicAcls": True, "RestrictPublicBuckets": True}}}
+            resources["ELBAccessLogsBucketPolicy"] = {"Type": "AWS::S3::BucketPolicy", "Properties": {
+                "Bucket": ref("ELBAccessLogsBucket"), "PolicyDocument": {"Version": "2012-10-17", "Statement": [{
+                    "Action": ["s3:PutObject"], "Effect": "Allow",
+                    "Resource": [{"Fn::Join": ["", ["arn:", ref("AWS::Partition"), ":s3:::", ref("ELBAccessLogsBucket")]
+                                               + (["/", logs["prefix"]] if logs.get("prefix") else [])
+                                               + ["/AWSLogs/", ref("AWS::AccountId"), "/*"]]}],
+                    "Principal": {"AWS": {"Fn::Join": ["", [sub("arn:${AWS::Partition}:iam::"), {"Fn::FindInMap": [
+                        "RegionalConfigs", ref("AWS::Region"), "ElbAccountId"]}, ":root"]]}}}]}}}
+            attrs.append({"Key": "access_logs.s3.bucket", "Value": ref("ELBAccessLogsBucket")})
+            resources["PublicLoadBalancer"]["DependsOn"] = "ELBAccessLogsBucketPolicy"
+        if logs.get("prefix"):
+            attrs.append({"Key": "access_logs.s3.prefix", "Value": logs["prefix"]})
+        resources["PublicLoadBalancer"]["Properties"]["LoadBalancerAttributes"] = attrs
+
+
+def _private_http(resources, cfg, vpc_id):
+    """http.private: HTTPS listener on the internal ALB, its subnets, ingress from the whole VPC."""
+    if not cfg:
+        return
+    if cfg.get("subnets"):
+        resources["InternalLoadBalancer"]["Properties"]["Subnets"] = list(cfg["subnets"])
+    certs = list(cfg.get("certificates") or [])
+    if certs:
+        resources["InternalHTTPSListener"] = {"Type": "AWS::ElasticLoadBalancingV2::Listener", "Properties": {
+            "LoadBalancerArn": ref("InternalLoadBalancer"), "Port": 443, "Protocol": "HTTPS",
+            "Certificates": [{"CertificateArn": certs[0]}], "SslPolicy": cfg.get("ssl_policy") or DEFAULT_SSL_POLICY,
+            "DefaultActions": [{"Type": "fixed-response", "FixedResponseConfig": {
+                "StatusCode": "404", "ContentType": "text/plain", "MessageBody": "no service matches this path"}}]}}
+        if len(certs) > 1:
+            resources["InternalHTTPSImportCertificate"] = {
+                "Type": "AWS::ElasticLoadBalancingV2::ListenerCertificate",
+                "Properties": {"ListenerArn": ref("InternalHTTPSListener"),
+                               "Certificates": [{"CertificateArn": c} for c in certs[1:]]}}
+    if (cfg.get("ingress") or {}).get("vpc") and vpc_id is not None:
+        resources["InternalLoadBalancerSecurityGroupIngressFromVPC"] = {
+            "Type": "AWS::EC2::SecurityGroupIngress", "Properties": {
+                "Description": "Ingress from the VPC", "GroupId": ref("InternalLoadBalancerSecurityGroup"),
+                "IpProtocol": "tcp", "FromPort": 443 if certs else 80, "ToPort": 443 if certs else 80,
+                "CidrIp": getatt("VPC", "CidrBlock")}}
+
+
+def needs(workloads: list) -> dict:
+    """Keyword arguments of `render` that follow from the workspace's resolved workload manifests for this
+    environment (Copilot derives the same through its EnvController custom resource): NAT gateways when a
+    workload is placed in private subnets, the managed EFS file system when a volume has `efs: true`."""
+    from .network import needs_nat
+    from .storage import needs_managed_efs
+    return {"nat_gateways": any(needs_nat(d) for d in workloads),
+            "managed_efs": any(needs_managed_efs(d) for d in workloads)}
+
+
+def https(env_manifest: dict, workload_type: str) -> bool:
+    """Whether a workload's listener rules go on the HTTPS listener: the environment imports certificates
+    for the public ALB (Load Balanced Web Service) or the internal one (Backend Service)."""
+    http = env_manifest.get("http") or {}
+    side = http.get("private" if workload_type == "Backend Service" else "public") or {}
+    return bool(side.get("certificates"))

@@ -6,6 +6,7 @@ compat step applied to templates after they were linted in full.
 """
 from __future__ import annotations
 
+from ...errors import UserError
 from ..aws import AwsTarget
 from . import compat, lite, services
 
@@ -15,6 +16,10 @@ ACCOUNT = "123456789012"  # moto's default account
 class LocalTarget(AwsTarget):
     kind = "local"
     waits_for_services = False  # moto's ECS never runs tasks: a forced deployment cannot settle
+    # moto finishes every stack operation at once: one still in progress after a few seconds is stuck
+    # (moto leaves CREATE_IN_PROGRESS forever after some API errors), so do not wait half an hour.
+    in_progress_wait = 10.0
+    stuck_stack_hint = " (the local target's emulator leaves a stack stuck after some errors: `copilot-doit local reset`)"
 
     def __init__(self, settings, cache_root):
         super().__init__(settings, cache_root)
@@ -84,6 +89,15 @@ class LocalTarget(AwsTarget):
         from ...templates import dump
         adapted, notes = compat.adapt(yaml.safe_load(body), missing_imports)
         return dump(adapted), notes
+
+    def imported_alb(self, ref: str, start: bool = True) -> dict:
+        if not start and self._endpoints is None and services.running_endpoints(self.cache_root) is None:
+            raise UserError(f"http.alb '{ref}' must be looked up in the local target, which is not running",
+                            field="http.alb", allowed="deploy once, or package with --upload-assets")
+        return super().imported_alb(ref, start)
+
+    def object_exists(self, bucket: str, key: str) -> bool:
+        return lite.s3_object_exists(self.endpoints.moto_url, self.settings.region, bucket, key)
 
     def object_url_if_known(self, bucket: str, key: str) -> str | None:
         """The URL while the emulator runs (its port is part of it); None rather than starting it."""

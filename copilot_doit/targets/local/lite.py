@@ -8,10 +8,15 @@ from __future__ import annotations
 
 import http.client
 import json
+import random
+import socket
+import time
 import urllib.parse
 import xml.etree.ElementTree as ET
 
 from ...audit import log_api
+from ...errors import ServiceUnavailable
+from ..aws import merge_listed
 
 MANIFEST_ACCEPT = ", ".join([
     "application/vnd.docker.distribution.manifest.v2+json",
@@ -22,8 +27,18 @@ MANIFEST_ACCEPT = ", ".join([
 _CFN_NS = "{http://cloudformation.amazonaws.com/doc/2010-05-15/}"
 
 
-class LiteError(Exception):
-    pass
+CONNECT_TIMEOUT = 5.0
+READ_TIMEOUT = 30.0
+# botocore's "standard" retry mode, by hand: up to 3 attempts on throttling, 5xx and dropped
+# connections, with exponential backoff and full jitter (base 0.1 s, capped at 20 s).
+MAX_ATTEMPTS = 3
+RETRY_STATUSES = (429, 500, 502, 503, 504)
+THROTTLING = (b"Throttling", b"ThrottlingException", b"RequestLimitExceeded", b"TooManyRequestsException",
+              b"SlowDown")
+
+
+class LiteError(ServiceUnavailable):
+    """The emulator or the registry did not answer as expected: one line for the user, no traceback."""
 
 
 def _auth(service: str, region: str) -> str:
@@ -31,17 +46,38 @@ def _auth(service: str, region: str) -> str:
             "SignedHeaders=host, Signature=0")
 
 
-def _request(base: str, method: str, path: str, body: bytes | None, headers: dict) -> tuple[int, dict, bytes]:
+def _request_once(base: str, method: str, path: str, body: bytes | None, headers: dict) -> tuple[int, dict, bytes]:
     u = urllib.parse.urlsplit(base)
-    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=30)
+    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=CONNECT_TIMEOUT)
     try:
+        conn.connect()
+        conn.sock.settimeout(READ_TIMEOUT)
         conn.request(method, path, body=body, headers=headers)
         r = conn.getresponse()
         return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read()
-    except OSError as exc:
-        raise LiteError(f"{base} does not answer: {exc}") from None
     finally:
         conn.close()
+
+
+def _retryable(status: int, body: bytes) -> bool:
+    return status in RETRY_STATUSES or (status == 400 and any(t in body for t in THROTTLING))
+
+
+def _request(base: str, method: str, path: str, body: bytes | None, headers: dict) -> tuple[int, dict, bytes]:
+    for attempt in range(1, MAX_ATTEMPTS + 1):
+        try:
+            status, hdrs, data = _request_once(base, method, path, body, headers)
+        except (OSError, http.client.HTTPException) as exc:
+            if attempt == MAX_ATTEMPTS:
+                why = "timed out" if isinstance(exc, socket.timeout) else str(exc) or type(exc).__name__
+                raise LiteError(f"{base} does not answer ({why}, {MAX_ATTEMPTS} attempts)",
+                                allowed="`copilot-doit local status`; `copilot-doit local stop` then deploy again "
+                                        "restarts the local target") from None
+        else:
+            if not _retryable(status, data) or attempt == MAX_ATTEMPTS:
+                return status, hdrs, data
+        time.sleep(random.uniform(0, min(20.0, 0.1 * 2 ** attempt)))
+    raise AssertionError("unreachable")
 
 
 def describe_stacks(moto_url: str, region: str) -> dict[str, dict]:
@@ -61,13 +97,13 @@ def describe_stacks(moto_url: str, region: str) -> dict[str, dict]:
             name = m.findtext(f"{_CFN_NS}StackName")
             if name is None:
                 continue
-            out[name] = {
+            merge_listed(out, name, {
                 "status": m.findtext(f"{_CFN_NS}StackStatus"),
                 "tags": _pairs(m.find(f"{_CFN_NS}Tags"), "Key", "Value"),
                 "outputs": _pairs(m.find(f"{_CFN_NS}Outputs"), "OutputKey", "OutputValue"),
                 "parameters": _pairs(m.find(f"{_CFN_NS}Parameters"), "ParameterKey", "ParameterValue"),
                 "updated": m.findtext(f"{_CFN_NS}LastUpdatedTime") or m.findtext(f"{_CFN_NS}CreationTime") or "",
-            }
+            })
         token = root.findtext(f".//{_CFN_NS}NextToken")
         if not token:
             return out
@@ -117,3 +153,11 @@ def registry_put_manifest(registry: str, repo: str, tag: str, manifest: bytes, m
                                {"Content-Type": media_type})
     if status not in (200, 201):
         raise LiteError(f"registry refused tag {repo}:{tag} (HTTP {status}): {body[:200]!r}")
+
+
+def s3_object_exists(moto_url: str, region: str, bucket: str, key: str) -> bool:
+    """HEAD of an object in the emulated S3 (path-style)."""
+    log_api("s3", "HeadObject", "local")
+    status, _, _ = _request(moto_url, "HEAD", f"/{bucket}/{urllib.parse.quote(key)}", None,
+                            {"Authorization": _auth("s3", region)})
+    return status == 200

@@ -151,9 +151,14 @@ def doit_argv(task: str, a: argparse.Namespace) -> list[str]:
 def run_doit(argv: list[str]) -> int:
     from doit.cmd_base import ModuleTaskLoader
     from doit.doit_cmd import DoitMain
-    from . import tasks
+    from . import interrupt, tasks
     tasks.COMMAND_ARGV = argv
-    return DoitMain(ModuleTaskLoader(tasks)).run(argv)
+    try:
+        rc = DoitMain(ModuleTaskLoader(tasks)).run(argv)
+    except KeyboardInterrupt:  # Ctrl-C outside a stack operation (a build, a push): nothing to undo
+        print("interrupted", file=sys.stderr)
+        return interrupt.EXIT_CODE
+    return interrupt.EXIT_CODE if interrupt.last_interrupted() else rc
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,11 +1,10 @@
 """Content hashing: stage keys, file digests, tree digests, and the persistent stat cache.
 
-Nothing here talks to Docker or AWS; the docker SDK's `.dockerignore` matcher is loaded on its own
-(see `_docker_build_utils`) so that hashing a context does not pay for importing the whole SDK.
+Nothing here talks to Docker or AWS. A context's listing follows `.dockerignore` as the engine applies
+it (`dockerignore.py`, moby's semantics) and reuses the previous walk for unchanged directories.
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import sqlite3
@@ -13,10 +12,11 @@ import stat as statmod
 import sys
 import threading
 import time
-import types
 from dataclasses import dataclass
 
 import xxhash
+
+from . import dockerignore
 
 # Bump when the framing below changes: every key of every stage changes with it.
 HASH_SCHEMA = "copilot-doit/hash/1"
@@ -81,6 +81,8 @@ class StatCache:
         self._rows: dict[str, tuple] | None = None
         self._dirty: dict[str, tuple] = {}
         self._lock = threading.Lock()
+        self._listings: dict[str, tuple[str, str | dict]] | None = None  # root -> (sig, dirs or its JSON)
+        self._dirty_listings: dict[str, tuple[str, dict]] = {}
         self.files_hashed = 0  # content reads since construction: what the warm-cache tests measure
         self.bytes_hashed = 0
 
@@ -89,6 +91,8 @@ class StatCache:
         con.execute("PRAGMA journal_mode=WAL")
         con.execute("CREATE TABLE IF NOT EXISTS files (path TEXT PRIMARY KEY, dev INTEGER, ino INTEGER,"
                     " size INTEGER, mtime_ns INTEGER, ctime_ns INTEGER, digest TEXT, recorded_ns INTEGER)")
+        # One row per context root and Dockerfile name: the previous walk (hashing._listing), valid for `sig`.
+        con.execute("CREATE TABLE IF NOT EXISTS listings (root TEXT PRIMARY KEY, sig TEXT, dirs TEXT)")
         return con
 
     def _load(self) -> dict[str, tuple]:
@@ -126,18 +130,60 @@ class StatCache:
             self._dirty[path] = entry
         return digest
 
+    def _load_listings(self) -> dict:
+        if self._listings is None:
+            rows: dict = {}
+            if self.db_path and os.path.exists(self.db_path):
+                try:
+                    con = self._connect()
+                    try:
+                        for root, sig, dirs in con.execute("SELECT root, sig, dirs FROM listings"):
+                            rows[root] = (sig, dirs)
+                    finally:
+                        con.close()
+                except sqlite3.DatabaseError as exc:  # only costs a fresh walk
+                    print(f"warning: listing cache {self.db_path} unreadable ({exc}); re-listing", file=sys.stderr)
+                    rows = {}
+            self._listings = rows
+        return self._listings
+
+    def listing(self, root: str, sig: str) -> dict | None:
+        """The previous walk of `root` ({dir: [dev, ino, mtime_ns, ctime_ns, recorded_ns, children]})
+        when it was recorded under the same `sig`, else None."""
+        with self._lock:
+            found = self._load_listings().get(root)
+            if found is None or found[0] != sig:
+                return None
+            dirs = found[1]
+            if isinstance(dirs, str):
+                try:
+                    dirs = json.loads(dirs)
+                except ValueError:
+                    return None
+                self._listings[root] = (sig, dirs)
+            return dirs
+
+    def set_listing(self, root: str, sig: str, dirs: dict) -> None:
+        with self._lock:
+            self._load_listings()[root] = (sig, dirs)
+            self._dirty_listings[root] = (sig, dirs)
+
     def flush(self) -> None:
         """Write new entries in one transaction. Safe to call from several processes (SQLite locking)."""
-        if not self._dirty or not self.db_path:
+        if not (self._dirty or self._dirty_listings) or not self.db_path:
             return
         os.makedirs(os.path.dirname(self.db_path) or ".", exist_ok=True)
         with self._lock:
             dirty, self._dirty = self._dirty, {}
+            listings, self._dirty_listings = self._dirty_listings, {}
+            listing_rows = [(root, sig, json.dumps(dirs, separators=(",", ":")))
+                            for root, (sig, dirs) in listings.items()]
         con = self._connect()
         try:
             with con:
                 con.executemany("INSERT OR REPLACE INTO files VALUES (?,?,?,?,?,?,?,?)",
                                 [(p,) + v for p, v in dirty.items()])
+                con.executemany("INSERT OR REPLACE INTO listings VALUES (?,?,?)", listing_rows)
         finally:
             con.close()
 
@@ -175,76 +221,104 @@ def walk_tree(root: str, stat_cache: StatCache) -> list[tuple[str, str, str]]:
     return out
 
 
-# --- .dockerignore, with the docker SDK's own matcher -------------------------------------------------
+# --- the context listing: `.dockerignore` as the engine applies it, cached per directory -----------
 
-_build_utils = None
-
-
-def _docker_build_utils():
-    """`docker.utils.build` without executing `docker/__init__` (which imports requests, ~190 ms).
-
-    The module is loaded from the installed SDK under a private package name, so the pattern semantics
-    are exactly the SDK's; if the SDK is already imported we use it directly.
-    """
-    global _build_utils
-    if _build_utils is not None:
-        return _build_utils
-    if "docker.utils.build" in sys.modules:
-        _build_utils = sys.modules["docker.utils.build"]
-        return _build_utils
-    spec = importlib.util.find_spec("docker")
-    if spec is None or not spec.submodule_search_locations:
-        raise ImportError("the docker SDK (package 'docker') is not installed")
-    root = list(spec.submodule_search_locations)[0]
-    pkg_name = "_copilot_doit_dockersdk"
-    pkg = types.ModuleType(pkg_name)
-    pkg.__path__ = [root]
-    sys.modules[pkg_name] = pkg
-    utils = types.ModuleType(pkg_name + ".utils")
-    utils.__path__ = [os.path.join(root, "utils")]
-    sys.modules[pkg_name + ".utils"] = utils
-
-    def load(name, path):
-        s = importlib.util.spec_from_file_location(f"{pkg_name}.{name}", path)
-        mod = importlib.util.module_from_spec(s)
-        sys.modules[s.name] = mod
-        s.loader.exec_module(mod)
-        return mod
-
-    load("version", os.path.join(root, "version.py"))
-    load("constants", os.path.join(root, "constants.py"))
-    load("utils.fnmatch", os.path.join(root, "utils", "fnmatch.py"))
-    _build_utils = load("utils.build", os.path.join(root, "utils", "build.py"))
-    return _build_utils
+LISTING_SCHEMA = "copilot-doit/listing/1"   # bump when the walk or the matcher's semantics change
 
 
 def read_dockerignore(context: str) -> list[str]:
-    """Patterns as the docker SDK's `build()` reads them (same filtering of blanks and comments)."""
-    path = os.path.join(context, ".dockerignore")
-    if not os.path.exists(path):
+    """Patterns of the context's `.dockerignore`, read as moby reads them (`dockerignore.py`)."""
+    return dockerignore.read_dockerignore(context)
+
+
+def _listing(context: str, dockerfile_in_context: str | None, stat_cache: StatCache) -> list[tuple[str, bool]]:
+    """(relative path, is_dir) of everything a build of `context` sends, in walk order.
+
+    Git's untracked cache is the model: the previous walk is kept per context (each directory's stat
+    and its children after `.dockerignore`), keyed by the context, the Dockerfile name and the ignore
+    file's digest.
+    A directory whose (dev, inode, mtime, ctime) is unchanged and was not racy when listed reuses its
+    children without `scandir` or matching; files are still stat'ed by the caller (an edit changes a
+    file's stat, not its directory's mtime).
+    """
+    ignore_path = os.path.join(context, ".dockerignore")
+    try:
+        ignore_digest = stat_cache.file_digest(ignore_path)
+    except (FileNotFoundError, NotADirectoryError):
+        ignore_digest = None
+    except IsADirectoryError:
+        ignore_digest = "directory"
+    sig = digest_value([LISTING_SCHEMA, ignore_digest])
+    # One row per (context, Dockerfile name): two workloads sharing a context with different Dockerfiles
+    # keep a listing each instead of replacing each other's.
+    row = f"{context}\0{dockerfile_in_context or ''}"
+    prev = stat_cache.listing(row, sig)
+    matcher_box: list = []
+
+    def matcher():
+        if not matcher_box:
+            patterns = dockerignore.read_dockerignore(context) if ignore_digest not in (None, "directory") else []
+            try:
+                matcher_box.append(dockerignore.matcher_for(patterns))
+            except dockerignore.DockerignoreError as exc:
+                exc.file = ignore_path
+                raise
+        return matcher_box[0]
+
+    racy = StatCache.RACY_WINDOW_NS
+    dirs: dict[str, list] = {}
+    out: list[tuple[str, bool]] = []
+    changed = prev is None
+
+    def visit(abs_dir: str, rel_dir: str, st: os.stat_result) -> None:
+        nonlocal changed
+        key = rel_dir[:-1]
+        sig_ = [st.st_dev, st.st_ino, st.st_mtime_ns, st.st_ctime_ns]
+        rec = prev.get(key) if prev else None
+        if rec is not None and rec[:4] == sig_ and st.st_mtime_ns + racy < rec[4]:
+            children = rec[5]
+            dirs[key] = rec
+        else:
+            recorded = time.time_ns()
+            children = [[n, d] for n, d in dockerignore.scan_dir(abs_dir, rel_dir, matcher())]
+            dirs[key] = sig_ + [recorded, children]
+            changed = True
+        for name, is_dir in children:
+            rel = rel_dir + name
+            out.append((rel, is_dir))
+            if is_dir:
+                sub = prefix + rel
+                visit(sub, rel + "/", os.lstat(sub))
+
+    prefix = context if context.endswith("/") else context + "/"
+    try:
+        root_st = os.stat(context)
+    except (FileNotFoundError, NotADirectoryError):
         return []
-    with open(path) as f:
-        return [line.strip() for line in f.read().splitlines() if line.strip() and line.strip()[0] != "#"]
+    visit(context, "", root_st)
+    if changed or len(dirs) != len(prev or ()):
+        stat_cache.set_listing(row, sig, dirs)
+    return out
 
 
 def context_entries(context: str, dockerfile_in_context: str | None, stat_cache: StatCache):
-    """Entries docker would send for this context: `.dockerignore` applied by the SDK's matcher.
+    """Entries a `docker build` of this context sends, `.dockerignore` applied as the engine applies it
+    (moby's matcher, `dockerignore.py`), sorted by path.
 
-    `dockerfile_in_context` is the Dockerfile's path relative to the context when it lies inside it
-    (the SDK always re-includes it); the Dockerfile's bytes are a separate key input in any case.
+    `dockerfile_in_context` is the Dockerfile's path relative to the context when it lies inside it; it
+    keys the listing cache only: BuildKit sends the Dockerfile apart and `COPY . /dst` leaves it out when
+    a pattern matches it. The Dockerfile's bytes are a separate key input in any case.
     """
-    patterns = read_dockerignore(context)
-    if patterns:
-        paths = _docker_build_utils().exclude_paths(context, patterns, dockerfile=dockerfile_in_context)
-    else:
-        paths = None
     out = []
-    if paths is None:
-        return walk_tree(context, stat_cache)
-    for rel in sorted(paths):
-        e = entry_for(os.path.join(context, rel), rel.replace(os.sep, "/"), stat_cache)
+    prefix = context if context.endswith("/") else context + "/"  # = os.path.join(context, rel), faster
+    for rel, is_dir in _listing(context, dockerfile_in_context, stat_cache):
+        if is_dir:
+            out.append((rel, "d", ""))
+            continue
+        e = entry_for(prefix + rel, rel, stat_cache)
         if e:
             out.append(e)
+    out.sort()
     return out
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from . import stacks
 from .hashing import Key
 from .session import Session
-from .stages import ENV, WORKLOAD_STAGES, deploy, env as env_stage, package
+from .stages import ENV, WORKLOAD_STAGES, deploy, env as env_stage, package, prefetch
 from .words import params_text, unified
 
 
@@ -123,6 +123,7 @@ def _workload_stack(s: Session, name: str, env: str) -> StackPlan:
 
 
 def build_plan(s: Session) -> Plan:
+    prefetch(s)
     plan = Plan(s.ws.app)
     for env in s.envs:
         st = ENV.status(s, None, env)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 import sys
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -150,6 +151,8 @@ class Session:
         self._targets: dict[str, Target] = {}
         self._stacks: dict[str, dict] = {}
         self._memo: dict = {}
+        self._locks: dict = {}
+        self._locks_lock = threading.Lock()
         # Every selected manifest is read and validated up front: a mistake stops the run before
         # anything is applied, with file, field and line.
         self.env_manifests: dict[str, EnvManifest] = {
@@ -172,7 +175,9 @@ class Session:
     def stacks(self, env: str) -> dict:
         """One DescribeStacks per environment per run, shared by the env and every workload stage."""
         if env not in self._stacks:
-            self._stacks[env] = self.target(env).describe_stacks()
+            with self._lock_for(("stacks", env)):
+                if env not in self._stacks:
+                    self._stacks[env] = self.target(env).describe_stacks()
         return self._stacks[env]
 
     def changed(self, env: str | None = None) -> None:
@@ -187,10 +192,31 @@ class Session:
         self._stacks.clear()
 
     def memo(self, key, fn: Callable):
-        """`fn()` once per key until the world changes (`changed`)."""
-        if key not in self._memo:
-            self._memo[key] = fn()
-        return self._memo[key]
+        """`fn()` once per key until the world changes (`changed`). Thread-safe: statuses are computed
+        concurrently (stages.prefetch), and a key computed by one thread is waited for by the others."""
+        try:
+            return self._memo[key]
+        except KeyError:
+            pass
+        with self._lock_for(key):
+            if key not in self._memo:
+                self._memo[key] = fn()
+            return self._memo[key]
+
+    def once(self, key, fn: Callable):
+        """`fn()` once per run (facts that no stage changes: the git describe text, the base-image memo)."""
+        try:
+            return self.facts[key]
+        except KeyError:
+            pass
+        with self._lock_for(("once", key)):
+            if key not in self.facts:
+                self.facts[key] = fn()
+            return self.facts[key]
+
+    def _lock_for(self, key) -> threading.RLock:
+        with self._locks_lock:
+            return self._locks.setdefault(key, threading.RLock())
 
     # --- the cache's records ------------------------------------------------------------------------
     def record(self, stage: str, task: str, k: Key, result: dict, inputs: dict) -> None:

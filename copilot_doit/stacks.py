@@ -13,11 +13,15 @@ import hashlib
 import time
 import uuid
 
+from . import interrupt
 from .errors import StageFailed
 from .hashing import Key
 from .targets import Target
 
 STABLE_STATES = ("CREATE_COMPLETE", "UPDATE_COMPLETE", "IMPORT_COMPLETE")
+# A rolled-back update is live again with the template, parameters and tags (our key) it had before:
+# the live check accepts it, but a deploy that ends there has failed.
+LIVE_STATES = STABLE_STATES + ("UPDATE_ROLLBACK_COMPLETE",)
 MAX_TEMPLATE_BODY = 51_200  # bytes: CloudFormation's limit for TemplateBody (TemplateURL allows 1 MB)
 KEY_TAG = "copilot-doit:deploy-key"
 NO_CHANGES = ("didn't contain changes", "No updates are to be performed")
@@ -36,7 +40,7 @@ def live_ok(stacks: dict, name: str, k: Key, parameters: dict | None = None,
     s = stacks.get(name)
     if s is None:
         return False, f"stack {name} does not exist"
-    if s["status"] not in STABLE_STATES:
+    if s["status"] not in LIVE_STATES:
         return False, f"stack {name} is {s['status']}"
     deployed = s["tags"].get(KEY_TAG)
     if deployed != k.hex:
@@ -150,9 +154,12 @@ def deploy(target: Target, name: str, template_body: str, parameters: dict, tags
         raise StageFailed(f"change set for stack {name} failed: {reason}")
     print(f"  change set {cs_name} ({cs_type}, {len(desc.get('Changes') or [])} changes)"
           + (" executing with DisableRollback" if disable_rollback else ""))
-    _call("ExecuteChangeSet", cfn.execute_change_set, ChangeSetName=cs_id, StackName=name,
-          DisableRollback=disable_rollback)
-    final = _stream(cfn, name, started, timeout)
+    # Ctrl-C from here on, as Copilot: an update is cancelled and rolled back, a create deleted.
+    with interrupt.cancel_on_interrupt(cfn, name, stack_id=cs.get("StackId") or desc.get("StackId"),
+                                       timeout=timeout):
+        _call("ExecuteChangeSet", cfn.execute_change_set, ChangeSetName=cs_id, StackName=name,
+              DisableRollback=disable_rollback)
+        final = _stream(cfn, name, started, timeout)
     if final["StackStatus"] not in STABLE_STATES:
         reasons = _failure_reasons(cfn, name, started)
         hint = ""
@@ -181,7 +188,7 @@ def prepare(target: Target, cfn, name: str, key: str | None, parameters: dict) -
     if status and status.endswith("_IN_PROGRESS") and status != "REVIEW_IN_PROGRESS":
         current = _wait_for_other_run(target, cfn, name, status)
         status = current["StackStatus"] if current else None
-        if current and status in STABLE_STATES and key and _tags(current).get(KEY_TAG) == key \
+        if current and status in LIVE_STATES and key and _tags(current).get(KEY_TAG) == key \
                 and _params(current) == {k: str(v) for k, v in parameters.items()}:
             print(f"  stack {name} was deployed with the same key by another run while we waited: adopted")
             return {"adopted": True, "stack_id": current["StackId"], "status": status, "changed": False}

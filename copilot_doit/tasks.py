@@ -25,7 +25,7 @@ from doit.reporter import ConsoleReporter
 from .cache import ensure_root
 from .errors import StageFailed, UserError
 from .session import Options, Session, cache_root_for, parse_resource_tags
-from .stages import ENV, STAGES, WORKLOAD_STAGES
+from .stages import ENV, STAGES, WORKLOAD_STAGES, prefetch
 
 _SESSION: tuple | None = None
 # doit's command line as given (cli.py sets it; under `doit` it is sys.argv): decides whether this run
@@ -109,7 +109,11 @@ class StageCheck:
     def __call__(self, task, values):
         self.error = None
         try:
-            st = STAGES[self.stage].status(session(), self.name, self.env)
+            s = session()
+            if not s.facts.get("prefetched"):
+                s.facts["prefetched"] = True
+                prefetch(s)
+            st = STAGES[self.stage].status(s, self.name, self.env)
         except (UserError, StageFailed) as exc:
             # Reported by the action, cleanly, instead of a traceback from inside doit's checker.
             self.error = exc

@@ -77,3 +77,32 @@ def test_parallel_doit_deploys_the_whole_workspace(workspace, mode):
         assert cfn.describe_stacks(StackName=f"{ws.app}-test-{n}")["Stacks"][0]["StackStatus"] == "CREATE_COMPLETE"
     again = ws.run("-n", "3", "-P", mode, "deploy", "env=test").stdout
     assert all(marks(again)[f"deploy:{n}@test"] == "--" for n in ALL), again
+
+
+def test_ctrl_c_during_an_update_cancels_it_and_exits_130(workspace):
+    """The emulator holds the update (patch 7, asked for by a change-set tag) so there is time for Ctrl-C."""
+    import signal
+    import subprocess
+    import sys
+    import time
+    ws = workspace
+    ws.run("deploy", "name=api", "env=test")
+    manifest = ws.manifests / "api" / "manifest.yml"
+    manifest.write_text(manifest.read_text().replace("LOG_LEVEL: info", "LOG_LEVEL: debug"))
+    p = subprocess.Popen([sys.executable, "-m", "copilot_doit.cli", "deploy", "-n", "api", "-e", "test",
+                          "--resource-tags", "copilot-doit-emulator:hold=120/1"],
+                         cwd=ws.root, env=ws.env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    cfn = ws.client("cloudformation")
+    stack = f"{ws.app}-test-api"
+    deadline = time.monotonic() + 120
+    while cfn.describe_stacks(StackName=stack)["Stacks"][0]["StackStatus"] != "UPDATE_IN_PROGRESS":
+        assert time.monotonic() < deadline and p.poll() is None, p.communicate()[0] if p.poll() is not None else "timeout"
+        time.sleep(0.2)
+    p.send_signal(signal.SIGINT)
+    out, _ = p.communicate(timeout=120)
+    assert p.returncode == 130, out
+    assert "Received Ctrl-C" in out and "Traceback" not in out, out
+    assert cfn.describe_stacks(StackName=stack)["Stacks"][0]["StackStatus"] == "UPDATE_ROLLBACK_COMPLETE"
+    again = ws.run("deploy", "name=api", "env=test").stdout      # a plain deploy converges
+    assert marks(again)["deploy:api@test"] == ".", again
+    assert cfn.describe_stacks(StackName=stack)["Stacks"][0]["StackStatus"] == "UPDATE_COMPLETE"

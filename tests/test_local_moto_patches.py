@@ -119,3 +119,54 @@ def test_patch2_and_6_ecs_task_definition_update_and_desired_count_parameter(cfn
     td = ecs.describe_task_definition(taskDefinition=arn)["taskDefinition"]
     assert td["containerDefinitions"][0]["image"] == "img:2"
     assert td["containerDefinitions"][0]["name"] == "app"
+
+
+def test_patch7_held_update_is_cancelled_by_cancel_update_stack_and_rolls_back(cfn):
+    import time
+    stack = name()
+    tpl = exporter(name())
+    via_change_set(cfn, stack, tpl, params={"V": "a"})
+    with pytest.raises(ClientError, match="CancelUpdateStack cannot be called from current stack status"):
+        cfn.cancel_update_stack(StackName=stack)                           # as on AWS: nothing in progress
+    held = dict(tpl, Metadata={"CopilotDoitEmulatorHold": {"Seconds": 60}})
+    assert via_change_set(cfn, stack, held, params={"V": "b"})["StackStatus"] == "UPDATE_IN_PROGRESS"
+    time.sleep(0.3)
+    assert cfn.describe_stacks(StackName=stack)["Stacks"][0]["StackStatus"] == "UPDATE_IN_PROGRESS"  # still held
+    cfn.cancel_update_stack(StackName=stack)
+    st = cfn.describe_stacks(StackName=stack)["Stacks"][0]
+    assert st["StackStatus"] == "UPDATE_ROLLBACK_COMPLETE"
+    assert {p["ParameterKey"]: p["ParameterValue"] for p in st["Parameters"]} == {"V": "a"}      # the previous one
+    assert "Metadata" not in cfn.get_template(StackName=stack)["TemplateBody"]
+    events = [e["ResourceStatus"] for e in cfn.describe_stack_events(StackName=stack)["StackEvents"]][:4]
+    assert events == ["UPDATE_ROLLBACK_COMPLETE", "UPDATE_ROLLBACK_COMPLETE_CLEANUP_IN_PROGRESS",
+                      "UPDATE_ROLLBACK_IN_PROGRESS", "UPDATE_IN_PROGRESS"]
+    assert via_change_set(cfn, stack, tpl, params={"V": "c"})["StackStatus"] == "UPDATE_COMPLETE"  # no marker: at once
+
+
+def test_patch7_held_create_ends_at_its_time_or_when_deleted(cfn):
+    import time
+    stack = name()
+    st = via_change_set(cfn, stack, exporter(name()), params={"V": "a"}, tags={"copilot-doit-emulator:hold": "0.5"})
+    assert st["StackStatus"] == "CREATE_IN_PROGRESS"
+    time.sleep(0.6)
+    st = cfn.describe_stacks(StackName=stack)["Stacks"][0]
+    assert st["StackStatus"] == "CREATE_COMPLETE" and st["Outputs"][0]["OutputValue"] == "a"   # executed as usual
+    other = name()
+    st = via_change_set(cfn, other, exporter(name()), tags={"copilot-doit-emulator:hold": "60"})
+    assert st["StackStatus"] == "CREATE_IN_PROGRESS"
+    cfn.delete_stack(StackName=st["StackId"])
+    assert cfn.describe_stacks(StackName=st["StackId"])["Stacks"][0]["StackStatus"] == "DELETE_COMPLETE"
+
+
+def test_patch8_a_resource_moto_cannot_update_in_place_keeps_the_stack_readable(cfn):
+    stack = name()
+
+    def template(days):
+        return {"Resources": {"Topic": {"Type": "AWS::SNS::Topic"},
+                              "Log": {"Type": "AWS::Logs::LogGroup", "Properties": {"RetentionInDays": days}}}}
+    via_change_set(cfn, stack, template(7))
+    assert via_change_set(cfn, stack, template(14))["StackStatus"] == "UPDATE_COMPLETE"
+    # Without the patch moto stored None for the LogGroup and this answered HTTP 500.
+    topic = cfn.describe_stack_resource(StackName=stack, LogicalResourceId="Topic")["StackResourceDetail"]
+    assert topic["PhysicalResourceId"]
+    assert {r["LogicalResourceId"] for r in cfn.describe_stack_resources(StackName=stack)["StackResources"]} == {"Topic", "Log"}

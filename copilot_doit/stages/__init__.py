@@ -53,5 +53,28 @@ WORKLOAD_STAGES = (
           ("lint",), deploy.ordering),
 )
 STAGES = {st.name: st for st in (ENV, *WORKLOAD_STAGES)}
+MAX_CONCURRENT_CHECKS = 8
 
-__all__ = ["ENV", "STAGES", "WORKLOAD_STAGES", "Stage", "Status", "stage_id"]
+
+def prefetch(session) -> None:
+    """Every selected stage's status, computed concurrently (threads: the live checks are network
+    round trips — DescribeStacks per environment, registry and ECR lookups per image — that at real AWS
+    latency would otherwise add up one after another). The answers land in the session's memo, where
+    doit's own checks, which come one by one, find them. A failure is left for that check to report."""
+    from concurrent.futures import ThreadPoolExecutor
+    jobs = [(ENV, None, env) for env in session.envs]
+    jobs += [(WORKLOAD_STAGES[-1], name, env) for name in session.names for env in session.envs]
+    if len(jobs) < 2:
+        return
+
+    def check(job):
+        stage, name, env = job
+        try:
+            stage.status(session, name, env)   # computes its upstream stages on the way
+        except Exception:  # noqa: BLE001 — reported, cleanly, when doit asks for this stage itself
+            pass
+
+    with ThreadPoolExecutor(max_workers=min(MAX_CONCURRENT_CHECKS, len(jobs))) as pool:
+        list(pool.map(check, jobs))
+
+__all__ = ["ENV", "STAGES", "WORKLOAD_STAGES", "Stage", "Status", "prefetch", "stage_id"]

@@ -76,10 +76,11 @@ def build_image(cfg: BuildConfig, app: str, workload: str, k: Key, quiet: bool =
 
 def base_memo(s: Session) -> BaseImageMemo:
     """One memo of base-image digests per run, written back when the run ends."""
-    if "base-images" not in s.facts:
-        memo = s.facts["base-images"] = BaseImageMemo(s.cache_root / "base-images.json")
+    def make():
+        memo = BaseImageMemo(s.cache_root / "base-images.json")
         s.on_flush(memo.flush)
-    return s.facts["base-images"]
+        return memo
+    return s.once("base-images", make)
 
 
 def explain(old: dict, new: dict) -> list[str]:

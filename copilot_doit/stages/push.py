@@ -99,14 +99,15 @@ def git_tag(s: Session, already: set | frozenset = frozenset()) -> str | None:
     from .. import git
     if "git-tag" not in s.facts:
         memo = git.DescribeMemo(s.cache_root / "git-describe.json")
-        signature = git.head_signature(s.ws.root)
-        known = memo.get(signature)
+        known = memo.get(git.head_signature(s.ws.root))
         if known is not None and known in already:
             return known
+
+    def describe():
         text, dirty = git.describe(s.ws.root)
-        memo.put(signature, text)
-        s.facts["git-tag"] = None if dirty else text
-    return s.facts["git-tag"]
+        git.DescribeMemo(s.cache_root / "git-describe.json").put(git.head_signature(s.ws.root), text)
+        return None if dirty else text
+    return s.once("git-tag", describe)
 
 
 def explain(old: dict, new: dict) -> list[str]:

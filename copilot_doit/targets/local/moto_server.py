@@ -3,7 +3,9 @@
 Run as `python -m copilot_doit.targets.local.moto_server -H 127.0.0.1 -p PORT` (started by `services.py`).
 The patches depend on moto internals, hence the pin `moto[server]==5.2.1` in pyproject.toml; each one
 has a test in tests/test_local_moto_patches.py that fails without it. Numbers refer to
-research/feasibility.md §1.b.6; patch 5 is ours (stack tags through change sets).
+research/feasibility.md §1.b.6; patch 5 is ours (stack tags through change sets), and so are patch 7
+(held stack operations and CancelUpdateStack, for Ctrl-C tests) and patch 8 (updates of resources moto
+cannot update in place no longer break DescribeStackResource).
 """
 from __future__ import annotations
 
@@ -105,8 +107,180 @@ def apply_patches() -> list[str]:
             return _orig(cls, *args, **kwargs)
 
         setattr(ecs_m.Service, name, classmethod(cast))
+
+    # 8. Ours (issue 10): a stack update that modifies a resource whose type moto cannot update in place
+    #    (AWS::Logs::LogGroup, an ELBv2 target group's health check, ...) stored None for it, and every
+    #    later DescribeStackResource / DescribeStackResources of that stack failed with HTTP 500. Keep the
+    #    resource as it was (what moto modelled before): the stack stays readable.
+    from moto.cloudformation import parsing as cfn_parsing
+    orig_update_resource = cfn_parsing.parse_and_update_resource
+
+    def parse_and_update_resource(logical_id, resource_json, resources_map, account_id, region_name):
+        updated = orig_update_resource(logical_id, resource_json, resources_map, account_id, region_name)
+        return updated if updated is not None else resources_map[logical_id]
+
+    cfn_parsing.parse_and_update_resource = parse_and_update_resource
+
+    _patch_held_operations_and_cancel_update_stack(m, r, ValidationError)
     return ["create_change_set+exports", "ecs_taskdef_update", "execute_change_set+outputs+exports",
-            "update_stack_noop", "change_set_tags", "ecs_service_desired_count"]
+            "update_stack_noop", "change_set_tags", "ecs_service_desired_count", "hold+cancel_update_stack",
+            "update_keeps_unupdatable_resources"]
+
+
+# 7. Ours (issue 10, Ctrl-C as Copilot handles it). moto finishes every stack operation inside the
+#    ExecuteChangeSet call and has no CancelUpdateStack, so a deploy can never be interrupted mid-update.
+#    A change set that asks for it is held: its stack stays CREATE_IN_PROGRESS / UPDATE_IN_PROGRESS,
+#    nothing applied, until CancelUpdateStack (-> UPDATE_ROLLBACK_IN_PROGRESS -> UPDATE_ROLLBACK_COMPLETE,
+#    the old template, parameters and tags kept), DeleteStack (a held create), or the hold's end, when the
+#    change set is executed as it would have been at once. The request is either a top-level template
+#    `Metadata: {CopilotDoitEmulatorHold: {Seconds: 30, RollbackSeconds: 2}}` (or `...Hold: 30`), or a
+#    change-set tag `copilot-doit-emulator:hold` = "30" or "30/2" (seconds held / seconds the rollback
+#    takes; from the command line: `resource-tags=copilot-doit-emulator:hold=30`). Change sets without
+#    it run exactly as before. CancelUpdateStack on any stack not UPDATE_IN_PROGRESS fails with AWS's
+#    message ("CancelUpdateStack cannot be called from current stack status"). Holds end lazily: the
+#    next read of the backend's stacks (DescribeStacks, DescribeStackEvents, ...) settles what is due.
+HOLD_METADATA = "CopilotDoitEmulatorHold"
+HOLD_TAG = "copilot-doit-emulator:hold"
+MAX_HOLD = 3600.0
+
+
+def hold_of(template_dict, tags) -> tuple[float, float] | None:
+    """(seconds held, seconds the rollback takes) a change set asks for, or None (run at once)."""
+    def seconds(v) -> float:
+        return max(0.0, min(float(v), MAX_HOLD))
+
+    meta = template_dict.get("Metadata") if isinstance(template_dict, dict) else None
+    want = meta.get(HOLD_METADATA) if isinstance(meta, dict) else None
+    try:
+        if isinstance(want, dict):
+            return seconds(want.get("Seconds", 60)), seconds(want.get("RollbackSeconds", 0))
+        if want is not None and not isinstance(want, bool):
+            return seconds(want), 0.0
+        if tags and tags.get(HOLD_TAG):
+            held, _, rollback = str(tags[HOLD_TAG]).partition("/")
+            return seconds(held), seconds(rollback or 0)
+    except (TypeError, ValueError):
+        return None
+    return None
+
+
+def _patch_held_operations_and_cancel_update_stack(m, r, ValidationError) -> None:
+    import threading
+    import time
+
+    from moto.core.responses import EmptyResult
+
+    lock = threading.RLock()   # the server is threaded; held state changes under this lock
+
+    def held(backend) -> dict:
+        if not hasattr(backend, "_copilot_doit_held"):
+            backend._copilot_doit_held = {}   # stack id -> {"phase", "until", "cs_id", "kind", "event"}
+        return backend._copilot_doit_held
+
+    def find_change_set(backend, change_set_name):
+        return backend.change_sets.get(change_set_name) or next(
+            (c for c in backend.change_sets.values() if c.change_set_name == change_set_name), None)
+
+    def finish_rollback(stack) -> None:
+        stack._add_stack_event("UPDATE_ROLLBACK_COMPLETE_CLEANUP_IN_PROGRESS")
+        stack._add_stack_event("UPDATE_ROLLBACK_COMPLETE")
+        stack.status = "UPDATE_ROLLBACK_COMPLETE"
+
+    def settle(backend) -> None:
+        entries = getattr(backend, "_copilot_doit_held", None)
+        if not entries:
+            return
+        with lock:
+            now = time.monotonic()
+            for stack_id, e in list(entries.items()):
+                if now < e["until"]:
+                    continue
+                del entries[stack_id]
+                stack = backend.stacks.get(stack_id)
+                if stack is None:
+                    continue
+                if e["phase"] == "rollback":
+                    finish_rollback(stack)
+                    continue
+                if e["event"] in stack.events:   # the execution below writes its own IN_PROGRESS event
+                    stack.events.remove(e["event"])
+                try:
+                    execute_at_once(backend, e["cs_id"], None)
+                except Exception as exc:  # what ExecuteChangeSet would have raised ends the operation
+                    rolled = "ROLLBACK_COMPLETE" if e["kind"] == "CREATE" else "UPDATE_ROLLBACK_COMPLETE"
+                    stack._add_stack_event(rolled, resource_status_reason=str(exc)[:500])
+                    stack.status = rolled
+
+    execute_at_once = m.CloudFormationBackend.execute_change_set
+
+    def execute_change_set(self, change_set_name, stack_name=None):
+        cs = find_change_set(self, change_set_name)
+        hold = hold_of(cs.template_dict, cs.tags) if cs is not None else None
+        if not hold or not hold[0]:
+            return execute_at_once(self, change_set_name, stack_name)
+        with lock:
+            stack = self.stacks[cs.stack_id]
+            status = f"{cs.change_set_type}_IN_PROGRESS"
+            stack._add_stack_event(status, resource_status_reason="User Initiated")
+            stack.status = status
+            cs.execution_status = "EXECUTE_IN_PROGRESS"
+            held(self)[stack.stack_id] = {"phase": "hold", "until": time.monotonic() + hold[0],
+                                          "rollback": hold[1], "cs_id": cs.change_set_id,
+                                          "kind": cs.change_set_type, "event": stack.events[-1]}
+
+    m.CloudFormationBackend.execute_change_set = execute_change_set
+
+    def cancel_update_stack(self, stack_name):
+        settle(self)
+        with lock:
+            stack = self.get_stack(stack_name)   # ValidationError "Stack with id ... does not exist"
+            e = held(self).get(stack.stack_id)
+            if stack.status != "UPDATE_IN_PROGRESS" or e is None or e["phase"] != "hold" or e["kind"] != "UPDATE":
+                raise ValidationError(message="CancelUpdateStack cannot be called from current stack status")
+            del held(self)[stack.stack_id]
+            cs = self.change_sets.get(e["cs_id"])
+            if cs is not None:
+                cs.execution_status = "EXECUTE_FAILED"
+            stack._add_stack_event("UPDATE_ROLLBACK_IN_PROGRESS", resource_status_reason="Stack update cancelled")
+            stack.status = "UPDATE_ROLLBACK_IN_PROGRESS"
+            if e["rollback"]:
+                held(self)[stack.stack_id] = {"phase": "rollback", "until": time.monotonic() + e["rollback"]}
+            else:
+                finish_rollback(stack)
+
+    m.CloudFormationBackend.cancel_update_stack = cancel_update_stack
+
+    def cancel_update_stack_response(self):
+        self.cloudformation_backend.cancel_update_stack(self._get_param("StackName"))
+        return EmptyResult()
+
+    cancel_update_stack_response.__name__ = "cancel_update_stack"
+    r.CloudFormationResponse.cancel_update_stack = cancel_update_stack_response
+
+    # A held create (or update) that is deleted is no longer held.
+    orig_delete = m.CloudFormationBackend.delete_stack
+
+    def delete_stack(self, name_or_stack_id):
+        settle(self)
+        with lock:
+            entries = held(self)
+            for st in list(self.stacks.values()):
+                if name_or_stack_id in (st.stack_id, st.name):
+                    entries.pop(st.stack_id, None)
+        return orig_delete(self, name_or_stack_id)
+
+    m.CloudFormationBackend.delete_stack = delete_stack
+
+    # Reads settle the holds that are due first (ends a hold, or a rollback, at its time).
+    for name in ("describe_stacks", "get_stack", "list_stacks", "describe_change_set", "list_change_sets"):
+        orig = getattr(m.CloudFormationBackend, name)
+
+        def settled(self, *args, _orig=orig, **kwargs):
+            settle(self)
+            return _orig(self, *args, **kwargs)
+
+        settled.__name__ = name
+        setattr(m.CloudFormationBackend, name, settled)
 
 
 def main(argv: list[str]) -> None:

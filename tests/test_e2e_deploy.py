@@ -301,3 +301,20 @@ def test_missing_paths_stop_before_anything_is_applied(workspace, edit, needle):
     assert p.returncode != 0 and "Traceback" not in p.stdout + p.stderr
     assert needle in p.stdout + p.stderr, p.stdout + p.stderr
     assert ws.mutating() == [] and not (ws.root / "cache" / "actions").exists()
+
+
+def test_lint_rerun_keeps_the_warnings(workspace):
+    """Issue #13 scope 5: the cached lint result keeps its warnings; a rerun and the plan name them."""
+    import re
+    ws = workspace
+    first = ws.run("deploy", "name=api", "env=test").stdout
+    rules = sorted(set(re.findall(rf"{ws.app}-test-api\.yml:\d+: (W\d+) warning", first)))
+    again = ws.run("deploy", "name=api", "env=test").stdout
+    line = next(x for x in again.splitlines() if x.startswith("-- lint:api@test"))
+    if rules:
+        assert f"passed cfn-lint with {len(rules)} warning" in line, line
+        assert all(r in line for r in rules), (rules, line)
+        plan = ws.run("plan", "-n", "api", "-e", "test", tool="cli", check=False).stdout
+        assert all(r in plan for r in rules), plan
+    else:
+        assert "passed cfn-lint" in line and "warning" not in line, line

@@ -33,6 +33,8 @@ Flags:
       --resource-tags stringToString   Optional. Labels with a key and value separated by commas.
                                        Allows you to categorize resources. (default [])
       --tag string                     Optional. The container image tag.
+      --deploy-env                     Optional. Replace the template of an environment stack that
+                                       Copilot created (by default it is used as it is).
       --no-wait                        Optional. Fail at once if another run holds the cache lock
                                        (copilot-doit; by default the run waits for it).
 
@@ -121,6 +123,7 @@ def deploy_parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument("--resource-tags", action="append")
     p.add_argument("--tag")
     p.add_argument("--no-wait", action="store_true")
+    p.add_argument("--deploy-env", action="store_true")
     p.add_argument("-h", "--help", action="store_true")
     return p
 
@@ -145,6 +148,8 @@ def doit_argv(task: str, a: argparse.Namespace) -> list[str]:
         argv.append(f"tag={a.tag}")
     if getattr(a, "no_wait", False):
         argv.append("no-wait=1")
+    if getattr(a, "deploy_env", False):
+        argv.append("deploy-env=1")
     return argv
 
 

@@ -31,6 +31,7 @@ class Options:
     no_rollback: bool = False
     resource_tags: dict = field(default_factory=dict)
     tag: str | None = None
+    deploy_env: bool = False   # replace the template of an environment stack Copilot created
 
 
 # Tags copilot-doit and Copilot set themselves: a user's value would be silently replaced, so refuse it.

@@ -33,6 +33,34 @@ NO_ROLLBACK_WARNING = (
     "next deployment.")
 
 
+COPILOT_DOIT = "copilot-doit"
+COPILOT = "Copilot"
+FOREIGN = "another tool"
+
+
+def owner(listed: dict | None, app: str, env: str, workload: str | None = None) -> str | None:
+    """Who made a stack of this name: copilot-doit (its key tag), Copilot (its tags for this app, env and
+    workload, without ours), or another tool; None when there is no stack."""
+    if listed is None:
+        return None
+    tags = listed.get("tags") or {}
+    if KEY_TAG in tags:
+        return COPILOT_DOIT
+    mine = tags.get("copilot-application") == app and tags.get("copilot-environment") == env
+    if mine and (workload is None or tags.get("copilot-service") == workload):
+        return COPILOT
+    return FOREIGN
+
+
+def refuse_foreign(listed: dict | None, name: str, app: str, env: str, workload: str | None = None) -> None:
+    """A stack of our name that another tool made is never touched."""
+    if owner(listed, app, env, workload) == FOREIGN:
+        tags = ", ".join(f"{k}={v}" for k, v in sorted((listed.get("tags") or {}).items())[:4]) or "no tags"
+        raise StageFailed(f"stack {name} exists but was created by neither copilot-doit nor Copilot for "
+                          f"application {app} ({tags}): copilot-doit does not touch it; rename the "
+                          "application or environment, or delete that stack yourself")
+
+
 def live_ok(stacks: dict, name: str, k: Key, parameters: dict | None = None,
             updated: str | None = None) -> tuple[bool, str]:
     """(holds, reason) from one DescribeStacks listing. `parameters` and `updated` (recorded after our

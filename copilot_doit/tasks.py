@@ -8,7 +8,7 @@
     plan                          print what would run and why, with template and parameter diffs
 
 Variables: name= (comma list), env= (comma list), app=, tag=, force=1, no-rollback=1,
-resource-tags=k=v,k2=v2, no-wait=1 (fail at once if another run holds the cache lock). Each task's `uptodate` is a `StageCheck`, whose text is the reason doit shows
+resource-tags=k=v,k2=v2, deploy-env=1 (replace an env stack Copilot created), no-wait=1 (fail at once if another run holds the cache lock). Each task's `uptodate` is a `StageCheck`, whose text is the reason doit shows
 in `doit info`; the reporter prints the same reason beside doit's `.` / `--` marks.
 """
 from __future__ import annotations
@@ -69,7 +69,8 @@ def _flag(value: str | None) -> bool:
 def options_from_vars() -> Options:
     return Options(names=_list(get_var("name")), envs=_list(get_var("env")), app=get_var("app") or None,
                    force=_flag(get_var("force")), no_rollback=_flag(get_var("no-rollback")),
-                   resource_tags=parse_resource_tags(get_var("resource-tags")), tag=get_var("tag") or None)
+                   resource_tags=parse_resource_tags(get_var("resource-tags")), tag=get_var("tag") or None,
+                   deploy_env=_flag(get_var("deploy-env")))
 
 
 def session() -> Session:

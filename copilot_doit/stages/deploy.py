@@ -60,6 +60,16 @@ def status(s: Session, name: str, env: str) -> Status:
         k = key(p.result["template"], params, tags)
         inputs = {"template": p.result["template"], "parameters": params, "tags": tags}
         stack_name = s.stack_name(name, env)
+        live = s.stacks(env).get(stack_name)
+        stacks.refuse_foreign(live, stack_name, s.ws.app, env, name)
+        if stacks.owner(live, s.ws.app, env, name) == stacks.COPILOT:
+            # Copilot's workload stacks hold custom resources whose Delete handlers act on the environment
+            # (the env controller strips the workload from ALBWorkloads/NATWorkloads, which can remove the
+            # load balancer): a template without them must not replace it.
+            raise StageFailed(f"stack {stack_name} was created by Copilot: updating it with copilot-doit's "
+                              "template would delete Copilot's custom resources (env controller, rule "
+                              "priorities) and with them the environment's shared resources this workload "
+                              "holds; deploy it with Copilot, or delete it with `copilot svc delete` first")
         # Trusted from the shared cache even without a key: what decides is the live stack's key tag;
         # the record only adds the update time it saw.
         rec = s.cache.get_action("deploy", k, trust_remote=True)

@@ -99,6 +99,14 @@ def explain(old: dict, new: dict) -> list[str]:
 def status(s: Session, name: None, env: str) -> Status:
     def compute():
         k, ins = inputs(s, env)
+        live = s.stacks(env).get(stack_name(s, env))
+        stacks.refuse_foreign(live, stack_name(s, env), s.ws.app, env)
+        if stacks.owner(live, s.ws.app, env) == stacks.COPILOT and not s.opts.deploy_env:
+            # Copilot's environment stack carries its roles and custom resources; replacing its template
+            # with ours would delete them. Its exports serve the workload stacks as they are.
+            return Status(False, f"stack {stack_name(s, env)} was created by Copilot: used as it is (its exports "
+                                 "serve the workloads; deploy-env=1 / --deploy-env replaces its template)",
+                          k, {"outputs": live["outputs"], "owner": stacks.COPILOT}, ins)
         rec = s.cache.get_action("env", k)
         ok, why = stacks.live_ok(s.stacks(env), stack_name(s, env), k, ins["parameters"],
                                  (rec or {}).get("result", {}).get("updated"))

@@ -33,6 +33,8 @@ Flags:
       --resource-tags stringToString   Optional. Labels with a key and value separated by commas.
                                        Allows you to categorize resources. (default [])
       --tag string                     Optional. The container image tag.
+  -j, --jobs int                       Optional. Deploy up to N independent workloads at once
+                                       (copilot-doit; doit's -n N -P thread). (default 1)
       --deploy-env                     Optional. Replace the template of an environment stack that
                                        Copilot created (by default it is used as it is).
       --no-wait                        Optional. Fail at once if another run holds the cache lock
@@ -124,6 +126,7 @@ def deploy_parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument("--tag")
     p.add_argument("--no-wait", action="store_true")
     p.add_argument("--deploy-env", action="store_true")
+    p.add_argument("-j", "--jobs", type=int, default=1)
     p.add_argument("-h", "--help", action="store_true")
     return p
 
@@ -131,6 +134,8 @@ def deploy_parser(prog: str) -> argparse.ArgumentParser:
 def doit_argv(task: str, a: argparse.Namespace) -> list[str]:
     """The doit command line equivalent to these flags (variables are doit's `name=value`)."""
     argv = [task]
+    if getattr(a, "jobs", 1) and a.jobs > 1:  # independent workloads' stages at once (threads)
+        argv = ["-n", str(a.jobs), "-P", "thread", task]
     if a.name:
         # Copilot's `-n fe/1` priorities order deploys; here doit orders by dependencies, so drop them.
         argv.append("name=" + ",".join(n.split("/")[0] for item in a.name for n in item.split(",")))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
+import threading
 
 from .cache import Cache
 from .errors import StageFailed
@@ -24,9 +25,15 @@ def key(template_digest: str, region: str) -> Key:
     return Key.of(SALT, {"template": template_digest, "cfn_lint": cfn_lint_version(), "regions": [region]})
 
 
+# cfn-lint keeps module-level state (rule registry, caches) and is CPU-bound under the GIL anyway: parallel
+# tasks (-j N) lint one template at a time.
+_LINT_LOCK = threading.Lock()
+
+
 def run(template_text: str, region: str) -> list[dict]:
-    from cfnlint.api import lint  # lazy: 1 s of imports
-    matches = lint(template_text, regions=[region])
+    with _LINT_LOCK:
+        from cfnlint.api import lint  # lazy: 1 s of imports
+        matches = lint(template_text, regions=[region])
     out = [{"rule": m.rule.id, "level": m.rule.severity, "line": m.linenumber, "column": m.columnnumber,
             "message": m.message, "path": [str(p) for p in (m.path or [])]} for m in matches]
     return sorted(out, key=lambda r: (r["line"] or 0, r["rule"], r["message"]))

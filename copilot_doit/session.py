@@ -135,6 +135,11 @@ def check_subscriptions(m: Manifest, ws: Workspace, loaded: dict) -> None:
                    allowed=", ".join(str(t) for t in published) or f"none: {service} has no publish.topics")
 
 
+# Memo keys (first element) that are facts about shared things (a registry digest, an uploaded object, an
+# imported load balancer), not about one workload: forgotten whenever any stage changed the world.
+SHARED_FACTS = ("in-registry", "s3-object", "imported-alb")
+
+
 class Session:
     """One run: the workspace, the selection, the cache, and memoised statuses."""
 
@@ -175,15 +180,25 @@ class Session:
 
     def stacks(self, env: str) -> dict:
         """One DescribeStacks per environment per run, shared by the env and every workload stage."""
-        if env not in self._stacks:
-            with self._lock_for(("stacks", env)):
-                if env not in self._stacks:
-                    self._stacks[env] = self.target(env).describe_stacks()
-        return self._stacks[env]
+        listing = self._stacks.get(env)
+        if listing is None:
+            with self.lock_for(("stacks", env)):
+                listing = self._stacks.get(env)
+                if listing is None:
+                    listing = self._stacks[env] = self.target(env).describe_stacks()
+        return listing  # a local: another thread's changed() may drop the entry at any moment
 
-    def changed(self, env: str | None = None) -> None:
-        """Forget memoised answers (and the env's stack listing) after a stage changed the world."""
-        self._memo.clear()
+    def changed(self, env: str | None = None, name: str | None = None) -> None:
+        """Forget memoised answers (and the env's stack listing) after a stage changed the world. With
+        `name`, only that workload's statuses (in every environment: two environments share an image)
+        and the registry/bucket facts go: other workloads' answers still hold, which keeps a deploy of
+        one workload among fifty from re-checking the other forty-nine after each of its stages."""
+        if name is None:
+            self._memo.clear()
+        else:
+            for key in list(self._memo):
+                if not isinstance(key, tuple) or len(key) < 2 or key[1] == name or key[0] in SHARED_FACTS:
+                    self._memo.pop(key, None)
         if env is not None:
             self._stacks.pop(env, None)
 
@@ -199,10 +214,12 @@ class Session:
             return self._memo[key]
         except KeyError:
             pass
-        with self._lock_for(key):
-            if key not in self._memo:
-                self._memo[key] = fn()
-            return self._memo[key]
+        with self.lock_for(key):
+            try:
+                return self._memo[key]
+            except KeyError:
+                value = self._memo[key] = fn()
+                return value  # a local: another thread's changed() may clear the memo at any moment
 
     def once(self, key, fn: Callable):
         """`fn()` once per run (facts that no stage changes: the git describe text, the base-image memo)."""
@@ -210,12 +227,13 @@ class Session:
             return self.facts[key]
         except KeyError:
             pass
-        with self._lock_for(("once", key)):
+        with self.lock_for(("once", key)):
             if key not in self.facts:
                 self.facts[key] = fn()
-            return self.facts[key]
+            return self.facts[key]  # facts are never cleared
 
-    def _lock_for(self, key) -> threading.RLock:
+    def lock_for(self, key) -> threading.RLock:
+        """One lock per key for this run (threads of one process)."""
         with self._locks_lock:
             return self._locks.setdefault(key, threading.RLock())
 

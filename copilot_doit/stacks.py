@@ -79,9 +79,21 @@ def live_ok(stacks: dict, name: str, k: Key, parameters: dict | None = None,
         changed = sorted(p for p in set(s["parameters"]) | set(parameters)
                          if s["parameters"].get(p) != parameters.get(p))
         return False, f"stack {name} parameters were changed outside copilot-doit ({', '.join(changed[:3])})"
-    if updated and s["updated"] and s["updated"] != updated:
+    if updated and s["updated"] and not same_time(s["updated"], updated):
         return False, f"stack {name} was updated outside copilot-doit (at {s['updated']}, we deployed {updated})"
     return True, f"stack {name} is {s['status']} with the same template, parameters and tags (since {s['updated']})"
+
+
+def same_time(a: str, b: str) -> bool:
+    """Two renderings of one timestamp: the plain-HTTP path keeps the API's text (`…T…Z`), boto3's path
+    a datetime's str() (`… …+00:00`); compared as instants, so switching paths is not a change."""
+    from datetime import datetime
+    if a == b:
+        return True
+    try:
+        return datetime.fromisoformat(a.replace("Z", "+00:00")) == datetime.fromisoformat(b.replace("Z", "+00:00"))
+    except ValueError:
+        return False
 
 
 def deployable(target: Target, body: str, missing_imports: set[str] = frozenset()) -> str:

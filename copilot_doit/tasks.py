@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -26,6 +27,11 @@ from .cache import ensure_root
 from .errors import StageFailed, UserError
 from .session import Options, Session, cache_root_for, parse_resource_tags
 from .stages import ENV, STAGES, WORKLOAD_STAGES, prefetch
+
+# Stages spawn processes (docker build, the local services) from doit's worker threads and from the
+# concurrent status checks, while other threads import modules and write SQLite. CPython 3.11's vfork
+# path crashed the whole process under that (SIGSEGV in _posixsubprocess, seen in the -j tests): fork.
+subprocess._USE_VFORK = False
 
 _SESSION: tuple | None = None
 # doit's command line as given (cli.py sets it; under `doit` it is sys.argv): decides whether this run
@@ -156,6 +162,16 @@ class StageDoc(str):
         return format(f"{str(self)} | {self.check.reason}", spec)
 
 
+def _where(exc: BaseException, frames: int = 6) -> str:
+    """The innermost frames of an exception as `file:line in function` (no locals, no source lines)."""
+    tb, out = exc.__traceback__, []
+    while tb is not None:
+        code = tb.tb_frame.f_code
+        out.append(f"  {code.co_filename}:{tb.tb_lineno} in {code.co_name}")
+        tb = tb.tb_next
+    return "\n".join(out[-frames:])
+
+
 def _action(check: StageCheck):
     def run():
         if check.error is not None:
@@ -167,9 +183,21 @@ def _action(check: StageCheck):
             s.pid = os.getpid()
             s.forget_everything()
         try:
-            STAGES[check.stage].run(s, check.name, check.env)
+            stage = STAGES[check.stage]
+            st = stage.status(s, check.name, check.env)
+            if st.run and st.key is not None:
+                # Tasks may run in parallel (-n N -P thread, copilot-doit deploy -j N): identical work —
+                # two environments sharing one image, one build key — is done once. The second waits,
+                # then finds it done.
+                with s.lock_for(("run", check.stage, st.key.salt, st.key.hex)):
+                    s.changed(name=check.name)
+                    stage.run(s, check.name, check.env)
+            else:
+                stage.run(s, check.name, check.env)
         except (UserError, StageFailed) as exc:
             return TaskFailed(str(exc))
+        except Exception as exc:  # a bug: say where, in one block, without doit's traceback formatting
+            return TaskFailed(f"internal error in {check.stage}: {type(exc).__name__}: {exc}\n{_where(exc)}")
         finally:
             s.flush()
         return None

@@ -109,10 +109,13 @@ def test_a_name_listed_twice_keeps_the_unfinished_one():
 def test_an_unexecuted_create_on_the_emulator_is_cleaned_up(workspace):
     from conftest import marks
     ws = workspace
-    cfn = ws.client("cloudformation")                  # a create left unexecuted (a failure, a kill)
+    cfn = ws.client("cloudformation")   # our own create left unexecuted (a failure, a kill): our tags
     stack = f"{ws.app}-test-api"
+    tags = {"copilot-application": ws.app, "copilot-environment": "test", "copilot-service": "api",
+            "copilot-doit:deploy-key": "0" * 32}
     cfn.create_change_set(StackName=stack, ChangeSetName="left-behind", ChangeSetType="CREATE",
-                          TemplateBody='{"Resources": {"T": {"Type": "AWS::SNS::Topic"}}}')
+                          TemplateBody='{"Resources": {"T": {"Type": "AWS::SNS::Topic"}}}',
+                          Tags=[{"Key": k, "Value": v} for k, v in tags.items()])
     assert cfn.describe_stacks(StackName=stack)["Stacks"][0]["StackStatus"] == "REVIEW_IN_PROGRESS"
     out = ws.run("deploy", "name=api", "env=test").stdout
     assert "REVIEW_IN_PROGRESS (a create that never ran): removing it" in out, out
@@ -123,3 +126,11 @@ def test_an_unexecuted_create_on_the_emulator_is_cleaned_up(workspace):
     assert "AWS::ECS::Service" in str(body)
     again = ws.run("deploy", "name=api", "env=test").stdout
     assert marks(again)["deploy:api@test"] == "--", again
+
+
+def test_update_times_compare_as_instants_across_code_paths():
+    """The plain-HTTP path keeps the API's text, boto3's path a datetime's str(): the same instant."""
+    assert stacks.same_time("2026-11-27T23:28:21.702578Z", "2026-11-27 23:28:21.702578+00:00")
+    assert stacks.same_time("2026-11-27T23:28:21.702Z", "2026-11-27 23:28:21.702000+00:00")
+    assert not stacks.same_time("2026-11-27T23:28:21Z", "2026-11-27T23:28:22Z")
+    assert not stacks.same_time("garbage", "2026-11-27T23:28:22Z")

@@ -149,5 +149,5 @@ def run(s: Session, name: str, env: str) -> dict:
     print(f"building {name} from {os.path.relpath(cfg.dockerfile, s.ws.root)}: {st.reason}")
     result = build_image(cfg, s.ws.app, name, st.key)
     s.record("build", stage_id("build", name, env), st.key, result, st.inputs)
-    s.changed()
+    s.changed(name=name)
     return result

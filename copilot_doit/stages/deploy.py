@@ -106,7 +106,7 @@ def run(s: Session, name: str, env: str) -> dict:
     out = stacks.deploy(target, stack_name, deploy_body, st.inputs["parameters"],
                         {**st.inputs["tags"], stacks.KEY_TAG: st.key.hex}, disable_rollback=s.opts.no_rollback,
                         app=s.ws.app)
-    s.changed(env)
+    s.changed(env, name=name)
     if s.opts.force and m.type != JOB:
         cluster = (env_stage.status(s, None, env).result or {}).get("outputs", {}).get("ClusterId")
         print("  " + stacks.force_new_deployment(target, stack_name, cluster, started))

@@ -59,5 +59,5 @@ def run(s: Session, name: str, env: str) -> dict:
     if p.result.get("addons"):
         # The stage's key covers both templates; without addons it is the key lint_template just recorded.
         s.cache.put_action("lint", st.key, result)
-    s.changed()
+    s.changed(name=name)
     return result

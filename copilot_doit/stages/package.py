@@ -252,5 +252,5 @@ def run(s: Session, name: str, env: str) -> dict:
     if addons_body is not None:
         result["addons"] = s.cache.put_object(addons_body)
     s.record("package", stage_id("package", name, env), st.key, result, st.inputs)
-    s.changed()
+    s.changed(name=name)
     return result

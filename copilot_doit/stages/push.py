@@ -167,5 +167,5 @@ def run(s: Session, name: str, env: str) -> dict:
     else:
         result = push_image(target, repo_name, b.result.get("image_id"), tags, s.tags(name, env))
     s.record("push", stage_id("push", name, env), st.key, result, {k: v for k, v in st.inputs.items() if k != "digest"})
-    s.changed()
+    s.changed(name=name)
     return result

@@ -97,15 +97,18 @@ def git_tag(s: Session, already: set | frozenset = frozenset()) -> str | None:
     if s.opts.tag:
         return s.opts.tag
     from .. import git
-    if "git-tag" not in s.facts:
+
+    def remembered():  # HEAD and the memo file are read once per run, not per workload and environment
         memo = git.DescribeMemo(s.cache_root / "git-describe.json")
-        known = memo.get(git.head_signature(s.ws.root))
-        if known is not None and known in already:
-            return known
+        signature = git.head_signature(s.ws.root)
+        return memo, signature, memo.get(signature)
+    memo, signature, known = s.once("git-head", remembered)
+    if "git-tag" not in s.facts and known is not None and known in already:
+        return known
 
     def describe():
         text, dirty = git.describe(s.ws.root)
-        git.DescribeMemo(s.cache_root / "git-describe.json").put(git.head_signature(s.ws.root), text)
+        memo.put(signature, text)
         return None if dirty else text
     return s.once("git-tag", describe)
 

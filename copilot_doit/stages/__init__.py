@@ -62,10 +62,10 @@ def prefetch(session) -> None:
     latency would otherwise add up one after another). The answers land in the session's memo, where
     doit's own checks, which come one by one, find them. A failure is left for that check to report."""
     from concurrent.futures import ThreadPoolExecutor
-    jobs = [(ENV, None, env) for env in session.envs]
-    jobs += [(WORKLOAD_STAGES[-1], name, env) for name in session.names for env in session.envs]
-    if len(jobs) < 2:
+    workloads = [(WORKLOAD_STAGES[-1], name, env) for name in session.names for env in session.envs]
+    if len(workloads) < 2:  # one pipeline: its checks depend on each other, threads would only cost
         return
+    jobs = [(ENV, None, env) for env in session.envs] + workloads
 
     def check(job):
         stage, name, env = job

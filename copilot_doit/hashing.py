@@ -58,10 +58,78 @@ class Key:
 
 def digest_file(path: str | os.PathLike) -> str:
     h = xxhash.xxh3_128()
+    progress = getattr(_progress, "current", None)
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(CHUNK), b""):
             h.update(chunk)
+            if progress is not None:
+                progress.read(len(chunk))
     return h.hexdigest()
+
+
+# --- progress of a long hash: a huge build context must not look like a hang --------------------------
+
+def _interval() -> float:
+    try:
+        return max(0.0, float(os.environ.get("COPILOT_DOIT_PROGRESS_INTERVAL", "") or 2.0))
+    except ValueError:
+        return 2.0
+
+
+_progress = threading.local()   # the Progress of the context this thread is hashing, if any
+
+
+class Progress:
+    """While hashing `what` takes long, one line to stderr every `interval` seconds (default 2 s,
+    $COPILOT_DOIT_PROGRESS_INTERVAL): entries checked, files and megabytes read so far. A context hashed
+    within the interval prints nothing; one that printed ends with a summary line."""
+
+    def __init__(self, what: str, interval: float | None = None, out=None):
+        self.what = what
+        self.interval = _interval() if interval is None else interval
+        self.out = out
+        self.started = self.last = time.monotonic()
+        self.listed = self.entries = self.files_read = self.bytes_read = 0
+        self.printed = 0
+
+    def entry(self) -> None:
+        self.entries += 1
+        self._tick()
+
+    def read(self, nbytes: int) -> None:
+        self.bytes_read += nbytes
+        self._tick()
+
+    def file_read(self) -> None:
+        self.files_read += 1
+
+    def _tick(self) -> None:
+        now = time.monotonic()
+        if now - self.last >= self.interval:
+            self.last = now
+            listed = f"{self.listed:,} entries listed, " if self.listed > self.entries else ""
+            self._say(f"hashing {self.what}: {listed}{self.entries:,} entries checked, {self.files_read:,} files "
+                      f"({self.bytes_read / 1e6:,.1f} MB) read so far, {now - self.started:.0f}s")
+
+    def _say(self, line: str) -> None:
+        self.printed += 1
+        print(line, file=self.out or sys.stderr, flush=True)
+
+    def __enter__(self) -> "Progress":
+        self._outer = getattr(_progress, "current", None)
+        _progress.current = self
+        return self
+
+    def __exit__(self, *exc) -> None:
+        _progress.current = self._outer
+        if self.printed and exc[0] is None:
+            self._say(f"hashed {self.what}: {self.entries:,} entries, {self.files_read:,} files "
+                      f"({self.bytes_read / 1e6:,.1f} MB) read in {time.monotonic() - self.started:.1f}s")
+
+
+def _shown(path: str) -> str:
+    rel = os.path.relpath(path)
+    return path if rel.startswith("..") else rel
 
 
 class StatCache:
@@ -122,6 +190,9 @@ class StatCache:
             return row[5]
         recorded = time.time_ns()
         digest = digest_file(path)
+        progress = getattr(_progress, "current", None)
+        if progress is not None:
+            progress.file_read()
         with self._lock:
             self.files_hashed += 1
             self.bytes_hashed += st.st_size
@@ -266,6 +337,7 @@ def _listing(context: str, dockerfile_in_context: str | None, stat_cache: StatCa
         return matcher_box[0]
 
     racy = StatCache.RACY_WINDOW_NS
+    progress = getattr(_progress, "current", None)
     dirs: dict[str, list] = {}
     out: list[tuple[str, bool]] = []
     changed = prev is None
@@ -286,6 +358,9 @@ def _listing(context: str, dockerfile_in_context: str | None, stat_cache: StatCa
         for name, is_dir in children:
             rel = rel_dir + name
             out.append((rel, is_dir))
+            if progress is not None:
+                progress.listed += 1
+                progress._tick()
             if is_dir:
                 sub = prefix + rel
                 visit(sub, rel + "/", os.lstat(sub))
@@ -311,13 +386,15 @@ def context_entries(context: str, dockerfile_in_context: str | None, stat_cache:
     """
     out = []
     prefix = context if context.endswith("/") else context + "/"  # = os.path.join(context, rel), faster
-    for rel, is_dir in _listing(context, dockerfile_in_context, stat_cache):
-        if is_dir:
-            out.append((rel, "d", ""))
-            continue
-        e = entry_for(prefix + rel, rel, stat_cache)
-        if e:
-            out.append(e)
+    with Progress(f"build context {_shown(context)}") as progress:
+        for rel, is_dir in _listing(context, dockerfile_in_context, stat_cache):
+            progress.entry()
+            if is_dir:
+                out.append((rel, "d", ""))
+                continue
+            e = entry_for(prefix + rel, rel, stat_cache)
+            if e:
+                out.append(e)
     out.sort()
     return out
 

@@ -164,11 +164,11 @@ NLB_LISTENER["port"] = NLB_PORT
 NLB_TLS = {"ssl_policy": "TLS listeners (Copilot validates their certificate for the application domain through a "
                          "custom resource)"}
 del NLB_LISTENER["ssl_policy"]
-NLB = Fields({**NLB_LISTENER, "additional_listeners": ListOf(Fields(NLB_LISTENER, required=("port",),
-                                                                    unsupported=NLB_TLS))},
-             required=("port",),
-             unsupported={**NLB_TLS, "alias": "NLB aliases (Copilot creates them in the application's hosted zone through a "
-                                   "custom resource; the application domain is not read yet)"})
+# nlb.alias: names in the application domain's hosted zones (checked against it in domain.check_workload).
+NLB_ALIAS = OneOf(Str(), ListOf(Str()), desc="a domain or a list of domains")
+NLB = Fields({**NLB_LISTENER, "alias": NLB_ALIAS,
+              "additional_listeners": ListOf(Fields(NLB_LISTENER, required=("port",), unsupported=NLB_TLS))},
+             required=("port",), unsupported=NLB_TLS)
 QUEUE_FIFO = OneOf(Bool(), Fields({"content_based_deduplication": Bool(), "deduplication_scope": Enum("messageGroup", "queue"),
                                    "throughput_limit": Enum("perMessageGroupId", "perQueue"), "high_throughput": Bool()}))
 QUEUE = Fields({"retention": Duration(), "timeout": Duration(), "delay": Duration(),

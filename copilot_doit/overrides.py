@@ -38,9 +38,6 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import yaml
-
-from . import cfnyaml
 from .errors import UserError
 from .hashing import entry_for, tree_digest
 
@@ -124,6 +121,9 @@ def read_patches(file: Path) -> list[dict]:
         raise UserError(f"cannot read: {exc.strerror}", file=str(file)) from None
     except UnicodeDecodeError:
         raise UserError("is not valid UTF-8", file=str(file)) from None
+    import yaml  # here: a no-op run checks overrides/ by digest and never parses them
+
+    from . import cfnyaml
     try:
         data = yaml.load(text, Loader=cfnyaml._Loader)
         node = yaml.compose(text, Loader=cfnyaml._Loader)
@@ -362,6 +362,9 @@ def apply_cdk(folder: Path, template: dict, *, app: str = "", env: str = "", tim
     if proc.returncode != 0:
         tail = "\n".join((proc.stderr or proc.stdout or "").strip().splitlines()[-15:])
         raise UserError(f"`cdk synth` failed (exit {proc.returncode}):\n{tail}", file=str(folder))
+    import yaml
+
+    from . import cfnyaml
     try:
         data = yaml.load(proc.stdout, Loader=cfnyaml._Loader)
     except yaml.YAMLError as exc:
@@ -434,6 +437,7 @@ def env_addons_parameters(folder: Path, template: dict) -> dict:
                         file=str(folder), field="Parameters", allowed="App and Env, each of Type String")
     params: dict = {}
     if found:
+        from . import cfnyaml
         data, lines = cfnyaml.load(found[0], found[0].read_text())
         if "Parameters" not in data:
             raise UserError("must define 'Parameters'", file=str(found[0]), line=1)

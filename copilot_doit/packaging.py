@@ -99,7 +99,7 @@ def workload_package(s: Session, name: str, env: str, upload: bool = False) -> P
 
 
 def env_package(s: Session, env: str) -> Package:
-    k, inputs = env_stage.inputs(s, env)
+    k, inputs = env_stage.inputs(s, env, start=False)
     addons = env_stage.addons_upload(s, env)
     return Package(f"{env}.env.yml", f"{env}.env.params.json", env_stage.template(s, env, start=False),
                    _params_doc(inputs["parameters"], inputs["tags"]),

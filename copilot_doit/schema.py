@@ -41,14 +41,21 @@ class Str(Spec):
     desc = "a string"
 
     def __init__(self, pattern: str | None = None, desc: str | None = None):
-        self.pattern = re.compile(pattern) if pattern else None
+        self._source = pattern or None
+        self._pattern = None  # compiled on first use: most specs never see a value in a run
         if desc:
             self.desc = desc
+
+    @property
+    def pattern(self):
+        if self._pattern is None and self._source:
+            self._pattern = re.compile(self._source)
+        return self._pattern
 
     def check(self, value, path, ctx):
         if not isinstance(value, str):
             ctx.fail(path, f"expected {self.desc}, got {_show(value)}")
-        if self.pattern and not self.pattern.match(value):
+        if self._source and not self.pattern.match(value):
             ctx.fail(path, f"{_show(value)} is not {self.desc}")
 
 
@@ -113,14 +120,21 @@ class ListOf(Spec):
 class MapOf(Spec):
     def __init__(self, value: Spec, key_pattern: str | None = None):
         self.value = value
-        self.key_pattern = re.compile(key_pattern) if key_pattern else None
+        self._key_source = key_pattern or None
+        self._key_pattern = None  # compiled on first use
         self.desc = f"a mapping of names to {value.desc}"
+
+    @property
+    def key_pattern(self):
+        if self._key_pattern is None and self._key_source:
+            self._key_pattern = re.compile(self._key_source)
+        return self._key_pattern
 
     def check(self, value, path, ctx):
         if not isinstance(value, dict):
             ctx.fail(path, f"expected {self.desc}, got {_show(value)}")
         for k, v in value.items():
-            if self.key_pattern and not self.key_pattern.match(str(k)):
+            if self._key_source and not self.key_pattern.match(str(k)):
                 ctx.fail(path + (k,), f"invalid name '{k}'")
             self.value.check(v, path + (k,), ctx)
 

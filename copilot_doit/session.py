@@ -14,12 +14,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from . import yamlsrc
 from .cache import Cache
+from .domain import app_domain, check_workload as check_workload_domain, wants_domain
 from .errors import UserError
 from .hashing import Key, StatCache
 from .manifest import EnvManifest, Manifest, load_environment, load_workload
 from .targets import Target, target_for
-from .workspace import EnvSettings, Workspace, load_workspace, select
+from .workspace import EnvSettings, Workspace, find_workspace_dir, load_workspace, select
 
 
 @dataclass
@@ -135,6 +137,8 @@ def check_subscriptions(m: Manifest, ws: Workspace, loaded: dict) -> None:
                    allowed=", ".join(str(t) for t in published) or f"none: {service} has no publish.topics")
 
 
+YAML_MEMO = "yaml-memo.bin"
+
 # Memo keys (first element) that are facts about shared things (a registry digest, an uploaded object, an
 # imported load balancer), not about one workload: forgotten whenever any stage changed the world.
 SHARED_FACTS = ("in-registry", "s3-object", "imported-alb")
@@ -146,6 +150,10 @@ class Session:
     def __init__(self, opts: Options):
         check_image_tag(opts.tag)
         self.opts = opts
+        try:  # parsed YAML by content (yamlsrc.Memo); written back only by a run that ended without error
+            yamlsrc.use_memo(cache_root_for(find_workspace_dir().parent) / YAML_MEMO)
+        except UserError:
+            pass  # load_workspace says what is wrong
         self.ws: Workspace = load_workspace(app_override=opts.app)
         self.names, self.envs = select(self.ws, opts.names, opts.envs)
         self.cache_root = cache_root_for(self.ws.root)
@@ -171,12 +179,19 @@ class Session:
                 m.fail(("env_file",), f"{self.ws.root / m.data['env_file']} does not exist",
                        allowed="a path relative to the workspace root (the folder above the workspace)")
             check_subscriptions(m, self.ws, self.manifests)
+            check_workload_domain(m, self.env_manifests[m.env].data, self.ws.app,
+                                  app_domain(self, m.env) if wants_domain(m) else self.ws.domain)
 
     # --- shared lookups -------------------------------------------------------------------------------
     def target(self, env: str) -> Target:
-        if env not in self._targets:
-            self._targets[env] = target_for(self.ws.env_settings(env), self.cache_root)
-        return self._targets[env]
+        try:
+            return self._targets[env]
+        except KeyError:
+            pass
+        with self.lock_for(("target", env)):  # statuses run in threads: one target (and one service start)
+            if env not in self._targets:
+                self._targets[env] = target_for(self.ws.env_settings(env), self.cache_root)
+            return self._targets[env]
 
     def stacks(self, env: str) -> dict:
         """One DescribeStacks per environment per run, shared by the env and every workload stage."""

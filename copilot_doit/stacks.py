@@ -113,27 +113,45 @@ def _error_text(exc) -> str:
 
 def _call(what: str, fn, **kwargs):
     """One API call; any failure becomes a StageFailed carrying AWS's own message (no waiter follows)."""
-    from botocore.exceptions import BotoCoreError, ClientError
-    from botocore.parsers import ResponseParserError
     try:
         return fn(**kwargs)
-    except ClientError as exc:
-        raise StageFailed(f"{what} failed: {_error_text(exc)}") from None
-    except (BotoCoreError, ResponseParserError) as exc:
+    except Exception as exc:
+        failed = api_failure(what, exc)
+        if failed is None:
+            raise
+        raise failed from None
+
+
+def api_failure(what: str, exc: BaseException) -> StageFailed | None:
+    """A boto3 call's failure as one sentence (None for an exception that is not botocore's): AWS's own
+    message, or the endpoint that did not answer (a timeout, a refused or dropped connection)."""
+    if not type(exc).__module__.startswith("botocore"):
+        return None
+    from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, HTTPClientError
+    from botocore.parsers import ResponseParserError
+    if isinstance(exc, ClientError):
+        return StageFailed(f"{what} failed: {_error_text(exc)}")
+    if isinstance(exc, (ConnectionError, HTTPClientError)):
+        endpoint = getattr(exc, "kwargs", {}).get("endpoint_url") or "the endpoint"
+        return StageFailed(f"{what} failed: {endpoint} did not answer ({exc})")
+    if isinstance(exc, (BotoCoreError, ResponseParserError)):
         # An endpoint may answer a nested service's error in that service's protocol: keep the body.
         text = str(exc)
         body = text[text.find("b'"):] if "b'" in text else text
-        raise StageFailed(f"{what} failed: {body}") from None
+        return StageFailed(f"{what} failed: {body}")
+    return None
 
 
 def _describe(cfn, name: str) -> dict | None:
-    from botocore.exceptions import ClientError
     try:
         return cfn.describe_stacks(StackName=name)["Stacks"][0]
-    except ClientError as exc:
-        if "does not exist" in str(exc):
+    except Exception as exc:
+        if "does not exist" in str(exc) and type(exc).__name__ == "ClientError":
             return None
-        raise StageFailed(f"DescribeStacks {name} failed: {_error_text(exc)}") from None
+        failed = api_failure(f"DescribeStacks {name}", exc)
+        if failed is None:
+            raise
+        raise failed from None
 
 
 def _poll(fn, done, timeout: float, what: str):
@@ -169,6 +187,17 @@ def deploy(target: Target, name: str, template_body: str, parameters: dict, tags
            disable_rollback: bool = False, timeout: float = 5400, app: str | None = None) -> dict:
     """Upsert `name`. Returns {"stack_id", "status", "changed"}; raises StageFailed with the reason.
     `app` names the artifact bucket a template too large for TemplateBody is uploaded to."""
+    try:
+        return _deploy(target, name, template_body, parameters, tags, disable_rollback, timeout, app)
+    except Exception as exc:  # a call outside _call (an upload, a describe) that failed or got no answer
+        failed = api_failure(f"deploying stack {name}", exc)
+        if failed is None:
+            raise
+        raise failed from None
+
+
+def _deploy(target: Target, name: str, template_body: str, parameters: dict, tags: dict,
+            disable_rollback: bool, timeout: float, app: str | None) -> dict:
     cfn = target.client("cloudformation")
     current = prepare(target, cfn, name, tags.get(KEY_TAG), parameters)
     if current is not None and current.get("adopted"):

@@ -1,7 +1,6 @@
 """Plain words for plans and reasons: short lists, changed fields, unified diffs. Pure text helpers."""
 from __future__ import annotations
 
-import difflib
 import json
 
 MAX_PATHS = 3
@@ -43,6 +42,7 @@ def explain_inputs(old: dict | None, new: dict) -> str:
 
 
 def unified(old: str, new: str, name: str) -> str:
+    import difflib  # plans only: a deploy never needs it
     diff = difflib.unified_diff(old.splitlines(keepends=True), new.splitlines(keepends=True),
                                 fromfile=f"deployed/{name}", tofile=f"planned/{name}")
     return "".join(diff)

@@ -28,6 +28,9 @@ COPILOT_NAME_RULE = ("at least 2 characters, starting with a letter, only lower-
                      "hyphens, no consecutive or trailing hyphen")
 MAX_PARENTS = 5
 TARGETS = ("local", "aws")
+# A DNS name as Route 53 and ACM take it: 2+ labels of letters, digits and inner hyphens, 253 characters at most.
+DNS_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+DOMAIN_RE = re.compile(rf"^{DNS_LABEL}(?:\.{DNS_LABEL})+$")
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,7 @@ class Workspace:
     environments: list[str]
     settings: dict[str, EnvSettings] = field(default_factory=dict)
     cache_config: dict = field(default_factory=dict)
+    domain: str | None = None     # the application domain (`application: {domain: ...}`), Copilot's SSM value
 
     def manifest_path(self, workload: str) -> Path:
         return self.dir / workload / "manifest.yml"
@@ -115,11 +119,13 @@ def _load_config(ws: Workspace) -> None:
     data, lines = _read_yaml(path)
     data = data or {}
     if not isinstance(data, dict):
-        raise UserError("must be a mapping with 'environments:' and optional 'cache:'", file=str(path), line=1)
+        raise UserError("must be a mapping with 'environments:' and optional 'cache:' and 'application:'",
+                        file=str(path), line=1)
     for key in data:
-        if key not in ("environments", "cache"):
+        if key not in ("environments", "cache", "application"):
             raise UserError("is not a known setting", file=str(path), field=str(key),
-                            line=yamlsrc.line_of(lines, (key,)), allowed="environments, cache")
+                            line=yamlsrc.line_of(lines, (key,)), allowed="environments, cache, application")
+    ws.domain = _application_domain(data.get("application"), path, lines)
     envs = data.get("environments") or {}
     if not isinstance(envs, dict):
         raise UserError("must be a mapping of environment name to settings", file=str(path),
@@ -175,6 +181,29 @@ def _load_config(ws: Workspace) -> None:
             raise UserError(f"unknown target '{s3['target']}'", file=str(path), field="cache.s3.target",
                             line=yamlsrc.line_of(lines, ("cache", "s3", "target")), allowed=", ".join(TARGETS))
     ws.cache_config = cache
+
+
+def _application_domain(app_cfg, path: Path, lines: dict) -> str | None:
+    """`application: {domain: example.com}`: the domain Copilot keeps in SSM (`copilot app init --domain`)."""
+    if app_cfg is None:
+        return None
+    if not isinstance(app_cfg, dict):
+        raise UserError("must be a mapping", file=str(path), field="application",
+                        line=yamlsrc.line_of(lines, ("application",)), allowed="domain")
+    for k in app_cfg:
+        if k != "domain":
+            raise UserError("is not a known application setting", file=str(path), field=f"application.{k}",
+                            line=yamlsrc.line_of(lines, ("application", k)), allowed="domain")
+    domain = app_cfg.get("domain")
+    if domain is None:
+        return None
+    where = dict(file=str(path), field="application.domain", line=yamlsrc.line_of(lines, ("application", "domain")))
+    if not isinstance(domain, str):
+        raise UserError("must be a string", **where, allowed="a DNS name such as example.com")
+    if len(domain) > 253 or not DOMAIN_RE.match(domain):
+        raise UserError(f"'{domain[:80]}' is not a DNS name", **where,
+                        allowed="lower-case labels of letters, digits and hyphens separated by dots, such as example.com")
+    return domain
 
 
 def select(ws: Workspace, names: list[str] | None, envs: list[str] | None) -> tuple[list[str], list[str]]:

@@ -87,3 +87,176 @@ def test_wrong_account_is_refused_before_anything_changes(services_up):
     from copilot_doit.errors import UserError
     with pytest.raises(UserError, match="credentials are for account 123456789012, but environment 'prod' expects 999999999999"):
         t.account_id()
+
+
+# --- Copilot's application registry through the target (registry.py; the local target has none) ----------
+def _ssm_calls(t) -> list[str]:
+    calls: list[str] = []
+    t.client("ssm").meta.events.register("before-call.ssm.*", lambda model, **_: calls.append(model.name))
+    return calls
+
+
+def _copilot_app(t, app: str, domain: str = "") -> None:
+    t.client("ssm").put_parameter(
+        Name=f"/copilot/applications/{app}", Type="String", Tags=[{"Key": "copilot-application", "Value": app}],
+        Value=f'{{"name":"{app}","account":"123456789012","domain":"{domain}","domainHostedZoneID":"","version":"1.0"}}')
+
+
+def test_copilot_app_and_env_are_read_once_per_run(target):
+    app = f"r{uuid.uuid4().hex[:8]}"
+    calls = _ssm_calls(target)
+    assert target.copilot_app(app) is None
+    _copilot_app(target, app, "example.com")
+    assert target.copilot_app(app) is None          # memoised for the run: one GetParameter
+    assert calls == ["GetParameter", "PutParameter"]
+    fresh = EndpointTarget(target.url)               # the next run sees it
+    assert fresh.copilot_app(app).domain == "example.com"
+    fresh.client("ssm").put_parameter(
+        Name=f"/copilot/applications/{app}/environments/t", Type="String",
+        Value=f'{{"app":"{app}","name":"t","region":"eu-west-1","accountID":"123456789012","registryURL":"",'
+              '"executionRoleARN":"arn:aws:iam::123456789012:role/x","managerRoleARN":"arn:aws:iam::123456789012:role/m"}')
+    e = fresh.copilot_env(app, "t")
+    assert (e.region, e.execution_role_arn, e.manager_role_arn) == (
+        "eu-west-1", "arn:aws:iam::123456789012:role/x", "arn:aws:iam::123456789012:role/m")
+    assert fresh.copilot_env(app, "t") is e
+
+
+def test_register_workload_through_the_target(target, capsys):
+    app = f"r{uuid.uuid4().hex[:8]}"
+    assert target.register_workload(app, "api", "Backend Service") == "standalone"
+    assert target.register_workload(app, "web", "Load Balanced Web Service") == "standalone"
+    out = capsys.readouterr().out
+    assert out.count("is not registered in Copilot's SSM store: deploying standalone") == 1
+    t = EndpointTarget(target.url)
+    _copilot_app(t, app)
+    assert t.register_workload(app, "api", "Backend Service") == "created"
+    assert t.register_workload(app, "api", "Backend Service") == "created"   # memoised: no second read
+    assert EndpointTarget(target.url).register_workload(app, "api", "Backend Service") == "unchanged"
+    assert json.loads(t.client("ssm").get_parameter(Name=f"/copilot/applications/{app}/components/api")
+                      ["Parameter"]["Value"]) == {"app": app, "name": "api", "type": "Backend Service"}
+
+
+def test_the_local_target_has_no_registry_and_loads_no_boto3():
+    import subprocess
+    import sys
+    code = ("import sys; from copilot_doit.targets import target_for; from copilot_doit.workspace import EnvSettings;"
+            "t = target_for(EnvSettings(name='x', target='local'), '/nonexistent');"
+            "assert t.copilot_app('a') is None and t.copilot_env('a', 'x') is None;"
+            "assert t.register_workload('a', 'n', 'Backend Service') == 'standalone';"
+            "assert 'boto3' not in sys.modules and 'botocore' not in sys.modules, 'boto3 loaded'")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert p.returncode == 0 and p.stdout == "", p.stderr
+
+
+class _Session:
+    """What domain.app_domain uses of a Session."""
+
+    def __init__(self, t, app, cache_root, domain=None):
+        from types import SimpleNamespace
+        self.ws = SimpleNamespace(app=app, domain=domain)
+        self.cache_root = cache_root
+        self.facts: dict = {}
+        self._t = t
+
+    def target(self, env):
+        return self._t
+
+    def once(self, key, fn):
+        if key not in self.facts:
+            self.facts[key] = fn()
+        return self.facts[key]
+
+
+def test_the_app_domain_comes_from_ssm_once_and_copilot_doit_yml_overrides(target, tmp_path):
+    from copilot_doit import domain
+    app = f"r{uuid.uuid4().hex[:8]}"
+    t = EndpointTarget(target.url)
+    calls = _ssm_calls(t)
+    assert domain.app_domain(_Session(t, app, tmp_path), "t") is None      # no app: standalone
+    assert not (tmp_path / domain.APP_DOMAINS).exists()                  # and not remembered
+    _copilot_app(t, app, "example.com")
+    t = EndpointTarget(target.url)
+    calls = _ssm_calls(t)
+    assert domain.app_domain(_Session(t, app, tmp_path), "t") == "example.com"
+    assert calls == ["GetParameter"]
+    memo = json.loads((tmp_path / domain.APP_DOMAINS).read_text())["apps"]
+    assert memo == {f"123456789012/us-east-1/{app}": {"domain": "example.com", "account": "123456789012"}}
+    t = EndpointTarget(target.url)                                        # a later run: from the cache folder
+    calls = _ssm_calls(t)
+    assert domain.app_domain(_Session(t, app, tmp_path), "t") == "example.com" and calls == []
+    assert domain.app_domain(_Session(t, app, tmp_path, domain="other.org"), "t") == "other.org"
+    assert calls == []
+
+
+def test_credentials_that_may_not_read_ssm_deploy_standalone_with_a_warning(capsys):
+    """An identity without ssm:GetParameter keeps today's standalone behaviour, said once (stderr)."""
+    import botocore.exceptions
+
+    class Denied:
+        class exceptions:
+            ClientError = botocore.exceptions.ClientError
+            ParameterNotFound = type("ParameterNotFound", (Exception,), {})
+
+        def get_parameter(self, **_):
+            raise botocore.exceptions.ClientError({"Error": {"Code": "AccessDeniedException", "Message": "no"}},
+                                                  "GetParameter")
+
+    t = EndpointTarget("http://127.0.0.1:9")
+    t.client = lambda service: Denied()
+    app = f"r{uuid.uuid4().hex[:8]}"
+    assert t.copilot_app(app) is None
+    assert t.register_workload(app, "api", "Backend Service") == "standalone"
+    err = capsys.readouterr().err
+    assert err.count(f"cannot read application {app} from Copilot's SSM store (AccessDeniedException)") == 1
+
+
+def test_a_domain_of_another_account_is_not_rendered(target, tmp_path, capsys):
+    from copilot_doit import domain
+    app = f"r{uuid.uuid4().hex[:8]}"
+    target.client("ssm").put_parameter(
+        Name=f"/copilot/applications/{app}", Type="String",
+        Value=f'{{"name":"{app}","account":"999999999999","domain":"example.com","domainHostedZoneID":"","version":"1.0"}}')
+    assert domain.app_domain(_Session(EndpointTarget(target.url), app, tmp_path), "t") is None
+    assert "belongs to account 999999999999, environment t is in 123456789012" in capsys.readouterr().err
+
+
+def test_a_run_on_the_aws_target_renders_the_domain_of_copilots_application(services_up, tmp_path, monkeypatch):
+    """The whole wiring: an environment with `target: aws` (boto3's AWS_ENDPOINT_URL at the moto server),
+    no `application.domain` in copilot-doit.yml, Copilot's application in SSM with a domain: the env
+    stack's key and rendering get that domain and the app zone's id."""
+    import textwrap
+    from copilot_doit import domain
+    from copilot_doit.session import Options, Session
+    from copilot_doit.stages import env as env_stage
+    app = f"r{uuid.uuid4().hex[:8]}"
+    dom = f"{app}.org"
+    ws = tmp_path / "copilot"
+    (ws / "web").mkdir(parents=True)
+    (ws / "environments" / "test").mkdir(parents=True)
+    (ws / ".workspace").write_text(f"application: {app}\n")
+    (ws / "copilot-doit.yml").write_text(
+        'environments:\n  test: {target: aws, region: us-east-1, account: "123456789012"}\n')
+    (ws / "environments/test/manifest.yml").write_text("name: test\ntype: Environment\n")
+    (ws / "web/manifest.yml").write_text(textwrap.dedent("""\
+        name: web
+        type: Load Balanced Web Service
+        image: {location: public.ecr.aws/nginx/nginx:latest, port: 80}
+        http: {path: /}
+        """))
+    for k, v in {"AWS_ENDPOINT_URL": services_up.moto_url, "AWS_ACCESS_KEY_ID": "testing",
+                 "AWS_SECRET_ACCESS_KEY": "testing", "COPILOT_DOIT_CACHE": str(tmp_path / "cache")}.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    monkeypatch.delenv("COPILOT_DOIT_WORKSPACE", raising=False)
+    monkeypatch.chdir(tmp_path)
+    t = EndpointTarget(services_up.moto_url)
+    _copilot_app(t, app, dom)
+    zone = t.client("route53").create_hosted_zone(Name=f"{app}.{dom}", CallerReference=app)["HostedZone"]["Id"]
+    s = Session(Options(names=["web"], envs=["test"]))
+    assert s.ws.domain is None
+    d = domain.facts(s, "test")
+    assert d["name"] == dom and d["zone_ids"] == {"app": zone.rsplit("/", 1)[-1]}
+    _, ins = env_stage.inputs(s, "test")
+    assert ins["domain"]["name"] == dom
+    assert json.loads((tmp_path / "cache" / domain.APP_DOMAINS).read_text())["apps"] == {
+        f"123456789012/us-east-1/{app}": {"domain": dom, "account": "123456789012"}}

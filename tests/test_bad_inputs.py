@@ -135,6 +135,27 @@ CASES = [
     ("env-bad-cidr", _replace("manifests/environments/prod/manifest.yml", "cidr: 10.1.0.0/16", "cidr: 10.1.0.0/99"),
      ["env=prod"], "cidr"),
     ("env-not-yaml", _write(ENV, "name: test\ntype: [Environment\n"), [], "environments/test/manifest.yml"),
+    # the application domain (copilot-doit.yml `application: {domain: ...}`) and Copilot's alias checks
+    ("config-application-not-a-mapping", _append(CFG, "application: example.com\n"), [],
+     "field 'application': must be a mapping"),
+    ("config-application-unknown-setting", _append(CFG, "application:\n  name: demo\n"), [],
+     "field 'application.name': is not a known application setting"),
+    ("config-application-domain-not-dns", _append(CFG, "application:\n  domain: my_domain\n"), [],
+     "field 'application.domain': 'my_domain' is not a DNS name"),
+    ("alias-without-domain", _replace(FE, "  healthcheck: /healthz", "  healthcheck: /healthz\n  alias: shop.example.com"),
+     [], "field 'http.alias': cannot specify \"alias\" when application is not associated with a domain"),
+    ("redirect-without-domain", _replace(FE, "  healthcheck: /healthz", "  healthcheck: /healthz\n  redirect_to_https: true"),
+     [], "field 'http.redirect_to_https': cannot configure http to https redirect"),
+    ("nlb-alias-without-domain", _append(FE, "nlb:\n  port: 443/tcp\n  alias: shop.example.com\n"), [],
+     "field 'nlb.alias': cannot specify nlb.alias when application is not associated with a domain"),
+    ("alias-outside-the-domain", lambda root: (
+        _append(CFG, "application:\n  domain: example.com\n")(root),
+        _replace(FE, "  healthcheck: /healthz", "  healthcheck: /healthz\n  alias: [shop.example.com, shop.example.org]")(root)),
+     [], "field 'http.alias[1]': alias \"shop.example.org\" is not supported in hosted zones managed by Copilot"),
+    ("alias-hosted-zone-without-certificates", lambda root: (
+        _append(CFG, "application:\n  domain: example.com\n")(root),
+        _replace(FE, "  healthcheck: /healthz", "  healthcheck: /healthz\n  alias: shop.example.com\n  hosted_zone: Z0123")(root)),
+     [], "field 'http.hosted_zone': cannot specify alias hosted zones ['Z0123']"),
 ]
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from copilot_doit import manifest, templates
+from copilot_doit import domain, manifest, templates
 from copilot_doit.errors import UserError
 from copilot_doit.templates import env as env_t
 from copilot_doit.templates import workload
@@ -26,6 +26,12 @@ VARS = {"DOMAINNAME": "example.com", "TIMENOW": "1700000000", "BUCKETNAME": "fix
 IMPORTED_ALB = {"listener_arn": "arn:aws:elasticloadbalancing:us-west-2:123456789012:listener/app/demo/0123456789abcdef/0123456789abcdef",
                 "dns_name": "demo-123.us-west-2.elb.amazonaws.com", "hosted_zone_id": "Z1H1FL5HABSF5",
                 "full_name": "app/demo/0123456789abcdef"}
+
+# Copilot's e2e apps created with an application domain (`copilot app init --domain $DOMAINNAME`): their
+# aliases are checked against it (domain.check_workload) and rendered as with `application: {domain: ...}`.
+APP_DOMAINS = {"e2e/app-with-domain": VARS["DOMAINNAME"]}
+# What a deploy looks up for the domain (Target.hosted_zone_id): the app's zone and the domain's.
+ZONE_IDS = {"app": "Z0FIXTUREAPPZONE000", "root": "Z0FIXTUREROOTZONE00"}
 
 # What each fixture gives: "ok" (renders for every environment, cfn-lint clean), "ok, placeholder ids"
 # (renders; cfn-lint's only errors are on the fixture's own `mock-*` ids, which are not AWS ids), or the
@@ -111,10 +117,19 @@ def render_fixture(rel: str) -> list[tuple[str, str]]:
         t, _ = env_t.render("my-app", env, em.data, cloudfront_prefix_list="pl-3b927c52")
         return [(env, templates.dump(t))]
     out = []
+    in_workspace = rel.startswith("e2e/")  # a Copilot workspace: `copilot deploy` checks it against its env
+    app_domain = next((d for prefix, d in APP_DOMAINS.items() if rel.startswith(prefix + "/")), None)
     for env in ["test"] + [e for e in (raw.get("environments") or {}) if e != "test"]:
         m = manifest.load_workload(path, "my-app", env)
+        env_data, https, extra = {}, False, {}
+        if in_workspace:
+            env_file = path.parent.parent / "environments" / env / "manifest.yml"
+            env_data = manifest.load_environment(env_file, "my-app", env).data if env_file.exists() else {}
+            domain.check_workload(m, env_data, "my-app", app_domain)
+            https = env_t.https(env_data, m.type, app_domain)
+            extra = {"app_domain": app_domain, "zone_ids": ZONE_IDS} if app_domain else {}
         t, params = workload.render(workload.RenderInput(m, "my-app", env, "img@sha256:" + "0" * 64,
-                                                         imported_alb=IMPORTED_ALB))
+                                                         imported_alb=IMPORTED_ALB, https=https, extra=extra))
         assert set(t["Parameters"]) == set(params)
         out.append((env, templates.dump(t)))
     return out

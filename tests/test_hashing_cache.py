@@ -151,3 +151,52 @@ def test_cache_root_made_by_the_product_ignores_itself_in_git(tmp_path):
     users.mkdir()
     Cache(users).put_object(b"x")            # a folder the user made: nothing written into its top
     assert not (users / ".gitignore").exists()
+
+
+def test_hashing_a_large_context_shows_progress_on_stderr(tmp_path, monkeypatch, capsys):
+    """Issue #10 scope 6: a build context that takes long to hash says how far it got, every interval."""
+    import time as _time
+    from copilot_doit import hashing
+    ctx = tmp_path / "ctx"
+    for d in range(20):
+        sub = ctx / f"d{d:02}"
+        sub.mkdir(parents=True)
+        for f in range(100):
+            (sub / f"f{f:03}.bin").write_bytes(bytes([f]) * 4096)
+    (ctx / "big.bin").write_bytes(b"x" * (3 * hashing.CHUNK))
+    real = hashing.digest_file
+
+    def slow(path):  # every file read takes a moment: the run is "long" whatever the machine
+        _time.sleep(0.0005)
+        return real(path)
+    monkeypatch.setattr(hashing, "digest_file", slow)
+    monkeypatch.setenv("COPILOT_DOIT_PROGRESS_INTERVAL", "0.05")
+    entries = context_entries(str(ctx), None, StatCache(None))
+    err = capsys.readouterr().err.splitlines()
+    progress = [line for line in err if line.startswith("hashing build context ")]
+    assert len(progress) >= 3, err
+    assert all("files" in line and "MB) read so far" in line for line in progress), progress
+    counts = [int(line.split(" entries checked")[0].split()[-1].replace(",", "")) for line in progress
+              if " entries checked" in line]
+    assert counts == sorted(counts) and counts[-1] > 0, progress
+    assert err[-1].startswith("hashed build context ") and "2,001 files (11.3 MB) read" in err[-1], err[-1]
+    assert len([e for e in entries if e[1] != "d"]) == 2001
+
+
+def test_a_quick_context_prints_no_progress(tmp_path, capsys):
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "a.txt").write_text("a")
+    context_entries(str(ctx), None, StatCache(None))
+    assert capsys.readouterr().err == ""
+
+
+def test_progress_counts_bytes_inside_a_single_large_file(tmp_path, capsys):
+    from copilot_doit import hashing
+    big = tmp_path / "big.bin"
+    big.write_bytes(b"y" * (4 * hashing.CHUNK))
+    with hashing.Progress("one file", interval=0.0) as progress:
+        hashing.digest_file(big)
+    assert progress.bytes_read == 4 * hashing.CHUNK
+    err = capsys.readouterr().err.splitlines()
+    assert any("4.2 MB) read so far" in line for line in err), err

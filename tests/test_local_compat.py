@@ -44,3 +44,73 @@ def test_compat_drops_missing_imports_and_nested_outputs():
     props = adapted["Resources"]["Role"]["Properties"]
     assert props == {"ManagedPolicyArns": ["arn:keep"]}
     assert adapted["Outputs"] == {"Ok": {"Value": {"Ref": "Role"}}}
+
+
+def _records_template():
+    alias = {"DNSName": {"Fn::ImportValue": "x-PublicLoadBalancerDNSName"}, "HostedZoneId": "Z35SXDOTRQ7X7K"}
+    return {"Resources": {
+        "UserZoneRecords": {"Type": "AWS::Route53::RecordSetGroup", "Properties": {
+            "HostedZoneId": "Z05648843OTPZZQRML482",
+            "RecordSets": [{"Name": "frontend.example.com", "Type": "A", "AliasTarget": alias}]}},
+        "HeldZoneRecord": {"Type": "AWS::Route53::RecordSet", "Properties": {
+            "HostedZoneId": "ZHELD", "Name": "a.held.com", "Type": "A", "AliasTarget": alias}},
+        "ByName": {"Type": "AWS::Route53::RecordSet", "Properties": {
+            "HostedZoneName": "held.com.", "Name": "b.held.com", "Type": "A", "AliasTarget": alias}},
+        "OwnZone": {"Type": "AWS::Route53::HostedZone", "Properties": {"Name": "own.example.com"}},
+        "OwnZoneRecord": {"Type": "AWS::Route53::RecordSet", "Properties": {
+            "HostedZoneId": {"Ref": "OwnZone"}, "Name": "c.own.example.com", "Type": "A", "AliasTarget": alias}}},
+        "Outputs": {"Records": {"Value": {"Ref": "UserZoneRecords"}}, "Zone": {"Value": {"Ref": "OwnZone"}}}}
+
+
+def test_compat_drops_records_in_a_hosted_zone_the_emulator_lacks():
+    asked = []
+
+    def zones():
+        asked.append(1)
+        return {"ZHELD", "held.com."}
+
+    t = _records_template()
+    adapted, notes = compat.adapt(t, hosted_zones=zones)
+    assert asked == [1]                                  # asked once, lazily
+    assert set(adapted["Resources"]) == {"HeldZoneRecord", "ByName", "OwnZone", "OwnZoneRecord"}
+    assert adapted["Outputs"] == {"Zone": {"Value": {"Ref": "OwnZone"}}}
+    assert ("removed resource UserZoneRecords (AWS::Route53::RecordSetGroup): its hosted zone Z05648843OTPZZQRML482 "
+            "is not in the emulator (a zone of your AWS account)") in notes
+    assert "removed output Records (built from a resource the emulator lacks)" in notes
+    assert "UserZoneRecords" in t["Resources"]            # the template AWS gets is untouched
+    # A "/hostedzone/" prefix is the same zone; zone names match with or without the final dot.
+    t2 = {"Resources": {"R": {"Type": "AWS::Route53::RecordSet", "Properties": {"HostedZoneId": "/hostedzone/ZHELD"}},
+                        "N": {"Type": "AWS::Route53::RecordSet", "Properties": {"HostedZoneName": "held.com"}}}}
+    assert set(compat.adapt(t2, hosted_zones={"ZHELD", "held.com."})[0]["Resources"]) == {"R", "N"}
+
+
+def test_compat_keeps_records_when_the_emulator_zones_are_unknown_or_not_needed():
+    t = _records_template()
+    adapted, notes = compat.adapt(t)                     # hosted_zones not given: nothing is decided
+    assert set(adapted["Resources"]) == set(t["Resources"]) and notes == []
+
+    def never():
+        raise AssertionError("no literal zone: the emulator is not asked")
+    only_own = {"Resources": {k: v for k, v in t["Resources"].items() if k.startswith("OwnZone")}}
+    assert compat.adapt(only_own, hosted_zones=never)[1] == []
+
+
+def test_compat_drops_listener_certificates_the_emulator_acm_lacks():
+    held_arn = "arn:aws:acm:us-east-1:123456789012:certificate/held"
+    user_arn = "arn:aws:acm:us-east-1:111122223333:certificate/11111111-2222-3333-4444-555555555555"
+    t = {"Resources": {
+        "HTTPSListener": {"Type": "AWS::ElasticLoadBalancingV2::Listener", "Properties": {
+            "Port": 443, "Protocol": "HTTPS", "Certificates": [{"CertificateArn": user_arn}]}},
+        "Internal": {"Type": "AWS::ElasticLoadBalancingV2::Listener", "Properties": {
+            "Port": 443, "Protocol": "HTTPS", "Certificates": [{"CertificateArn": held_arn}]}},
+        "Computed": {"Type": "AWS::ElasticLoadBalancingV2::Listener", "Properties": {
+            "Port": 443, "Protocol": "HTTPS", "Certificates": [{"CertificateArn": {"Ref": "Cert"}}]}}}}
+    adapted, notes = compat.adapt(t, certificates=lambda: {held_arn})
+    res = adapted["Resources"]
+    assert "Certificates" not in res["HTTPSListener"]["Properties"]          # the listener stays, without it
+    assert res["Internal"]["Properties"]["Certificates"] == [{"CertificateArn": held_arn}]
+    assert res["Computed"] == t["Resources"]["Computed"]
+    assert notes == [f"removed HTTPSListener.Properties.Certificates[0]: certificate {user_arn} is not in the "
+                     "emulator's ACM (a certificate of your AWS account)"]
+    assert t["Resources"]["HTTPSListener"]["Properties"]["Certificates"]     # input untouched
+    assert compat.adapt(t)[1] == []                                          # not known: kept

@@ -170,3 +170,55 @@ def test_patch8_a_resource_moto_cannot_update_in_place_keeps_the_stack_readable(
     topic = cfn.describe_stack_resource(StackName=stack, LogicalResourceId="Topic")["StackResourceDetail"]
     assert topic["PhysicalResourceId"]
     assert {r["LogicalResourceId"] for r in cfn.describe_stack_resources(StackName=stack)["StackResources"]} == {"Topic", "Log"}
+
+
+def test_patch9_cloudformation_load_balancer_type_network_takes_udp_listeners(cfn, services_up):
+    stack = name()
+    tpl = {"Resources": {
+        "Vpc": {"Type": "AWS::EC2::VPC", "Properties": {"CidrBlock": "10.9.0.0/16"}},
+        "SubnetA": {"Type": "AWS::EC2::Subnet", "Properties": {"VpcId": {"Ref": "Vpc"}, "CidrBlock": "10.9.0.0/24",
+                                                               "AvailabilityZone": "us-east-1a"}},
+        "SubnetB": {"Type": "AWS::EC2::Subnet", "Properties": {"VpcId": {"Ref": "Vpc"}, "CidrBlock": "10.9.1.0/24",
+                                                               "AvailabilityZone": "us-east-1b"}},
+        "Nlb": {"Type": "AWS::ElasticLoadBalancingV2::LoadBalancer", "Properties": {
+            "Type": "network", "Scheme": "internet-facing", "Subnets": [{"Ref": "SubnetA"}, {"Ref": "SubnetB"}]}},
+        "Tg": {"Type": "AWS::ElasticLoadBalancingV2::TargetGroup", "Properties": {
+            "Port": 8080, "Protocol": "UDP", "TargetType": "ip", "VpcId": {"Ref": "Vpc"},
+            "HealthCheckProtocol": "TCP", "HealthCheckPort": "80"}},
+        "Udp": {"Type": "AWS::ElasticLoadBalancingV2::Listener", "Properties": {
+            "LoadBalancerArn": {"Ref": "Nlb"}, "Port": 8080, "Protocol": "UDP",
+            "DefaultActions": [{"Type": "forward", "TargetGroupArn": {"Ref": "Tg"}}]}}},
+        "Outputs": {"Nlb": {"Value": {"Ref": "Nlb"}}}}
+    st = via_change_set(cfn, stack, tpl)   # without the patch: "Listener protocol 'UDP' must be one of 'HTTP, HTTPS'"
+    assert st["StackStatus"] == "CREATE_COMPLETE", st
+    elbv2 = boto3.client("elbv2", endpoint_url=services_up.moto_url, region_name="us-east-1",
+                         aws_access_key_id="testing", aws_secret_access_key="testing")
+    arn = st["Outputs"][0]["OutputValue"]
+    assert elbv2.describe_load_balancers(LoadBalancerArns=[arn])["LoadBalancers"][0]["Type"] == "network"
+    listeners = elbv2.describe_listeners(LoadBalancerArn=arn)["Listeners"]
+    assert [(x["Protocol"], x["Port"]) for x in listeners] == [("UDP", 8080)]
+
+
+def test_patch10_a_stack_with_a_vpc_and_internet_gateway_deletes(cfn, services_up):
+    stack = name()
+    tpl = {"Resources": {
+        "Vpc": {"Type": "AWS::EC2::VPC", "Properties": {"CidrBlock": "10.8.0.0/16"}},
+        "Igw": {"Type": "AWS::EC2::InternetGateway"},
+        "Att": {"Type": "AWS::EC2::VPCGatewayAttachment",
+                "Properties": {"VpcId": {"Ref": "Vpc"}, "InternetGatewayId": {"Ref": "Igw"}}},
+        "Rt": {"Type": "AWS::EC2::RouteTable", "Properties": {"VpcId": {"Ref": "Vpc"}}},
+        "Route": {"Type": "AWS::EC2::Route", "DependsOn": "Att", "Properties": {
+            "RouteTableId": {"Ref": "Rt"}, "DestinationCidrBlock": "0.0.0.0/0", "GatewayId": {"Ref": "Igw"}}},
+        "Sub": {"Type": "AWS::EC2::Subnet", "Properties": {"VpcId": {"Ref": "Vpc"}, "CidrBlock": "10.8.0.0/24",
+                                                           "AvailabilityZone": "us-east-1a"}},
+        "Assoc": {"Type": "AWS::EC2::SubnetRouteTableAssociation",
+                  "Properties": {"RouteTableId": {"Ref": "Rt"}, "SubnetId": {"Ref": "Sub"}}}},
+        "Outputs": {"Vpc": {"Value": {"Ref": "Vpc"}}, "Igw": {"Value": {"Ref": "Igw"}}}}
+    st = via_change_set(cfn, stack, tpl)
+    out = {o["OutputKey"]: o["OutputValue"] for o in st["Outputs"]}
+    cfn.delete_stack(StackName=st["StackId"])    # without the patch: DependencyViolation (the vpc has dependencies)
+    assert cfn.describe_stacks(StackName=st["StackId"])["Stacks"][0]["StackStatus"] == "DELETE_COMPLETE"
+    ec2 = boto3.client("ec2", endpoint_url=services_up.moto_url, region_name="us-east-1",
+                       aws_access_key_id="testing", aws_secret_access_key="testing")
+    assert not [v for v in ec2.describe_vpcs()["Vpcs"] if v["VpcId"] == out["Vpc"]]
+    assert not [g for g in ec2.describe_internet_gateways()["InternetGateways"] if g["InternetGatewayId"] == out["Igw"]]

@@ -97,7 +97,7 @@ def test_override_lines_point_at_the_override(tmp_path):
 
 @pytest.mark.parametrize("text,needle", [
     (LBWS + "memory: 300\n", ":8: field 'memory': 300 MiB is not valid with cpu 256 (allowed: 512, 1024, 2048)"),
-    (LBWS + "nlb:\n  port: 443/tcp\n  alias: x.example.com\n", ":10: field 'nlb.alias': is not supported by copilot-doit for a Load Balanced Web Service: NLB aliases"),
+    (LBWS + "nlb:\n  port: 443/tcp\n  alias: {name: x.example.com}\n", ":10: field 'nlb.alias': expected a domain or a list of domains"),
     (LBWS + "nlb:\n  port: 443/tls\n", ":9: field 'nlb.port': '443/tls' is not a port such as 80/tcp (tcp, udp or tcp_udp)"),
     (LBWS + "network:\n  vpc:\n    placement:\n      subnets:\n        from_tags: {k: v}\n", "field 'network.vpc.placement.subnets.from_tags': is not supported by copilot-doit"),
     (LBWS + "sidecars:\n  s:\n    image: x\n    mount_points: [{source_volume: v, path: /p}]\n", "field 'sidecars.s.mount_points[0].source_volume': 'v' is not a volume"),

@@ -148,7 +148,10 @@ def test_svc_package_of_copilots_kitchen_sink_manifest(tmp_path, monkeypatch):
     (ws / "environments" / "test").mkdir(parents=True)
     (ws / ".workspace").write_text("application: my-app\n")
     (ws / "copilot-doit.yml").write_text('environments:\n  test: {target: aws, region: us-west-2, account: "123456789012"}\n')
-    (ws / "environments" / "test" / "manifest.yml").write_text("name: test\ntype: Environment\n")
+    # Its aliases name a hosted zone: Copilot deploys that only to an environment importing certificates.
+    (ws / "environments" / "test" / "manifest.yml").write_text(
+        "name: test\ntype: Environment\nhttp:\n  public:\n    certificates:\n"
+        "      - arn:aws:acm:us-west-2:123456789012:certificate/11111111-2222-3333-4444-555555555555\n")
     shutil.copy(fixture, ws / "fe" / "manifest.yml")
     (tmp_path / "Dockerfile").write_text("FROM scratch\n")
     monkeypatch.chdir(tmp_path)

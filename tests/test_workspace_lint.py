@@ -47,7 +47,7 @@ def test_copilot_folder_found_walking_up_from_any_subfolder(tmp_path, monkeypatc
     ("cache:\n  s3:\n    prefix: x\n", ":2: field 'cache.s3': needs at least 'bucket: <name>'"),
     ("cache:\n  s3:\n    bucket: b\n    expected_owner: 111122223333\n", ":4: field 'cache.s3.expected_owner': must be a string (quote account ids)"),
     ("cache:\n  redis: {}\n", ":2: field 'cache.redis': is not a known cache setting (allowed: s3)"),
-    ("targets: {}\n", ":1: field 'targets': is not a known setting (allowed: environments, cache)"),
+    ("targets: {}\n", ":1: field 'targets': is not a known setting (allowed: environments, cache, application)"),
 ])
 def test_bad_workspace_settings(tmp_path, monkeypatch, text, needle):
     ws = make_copilot_ws(tmp_path)

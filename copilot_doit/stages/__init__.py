@@ -61,10 +61,7 @@ def prefetch(session) -> None:
     round trips — DescribeStacks per environment, registry and ECR lookups per image — that at real AWS
     latency would otherwise add up one after another). The answers land in the session's memo, where
     doit's own checks, which come one by one, find them. A failure is left for that check to report."""
-    from concurrent.futures import ThreadPoolExecutor
     workloads = [(WORKLOAD_STAGES[-1], name, env) for name in session.names for env in session.envs]
-    if len(workloads) < 2:  # one pipeline: its checks depend on each other, threads would only cost
-        return
     jobs = [(ENV, None, env) for env in session.envs] + workloads
 
     def check(job):
@@ -73,6 +70,21 @@ def prefetch(session) -> None:
             stage.status(session, name, env)   # computes its upstream stages on the way
         except Exception:  # noqa: BLE001 — reported, cleanly, when doit asks for this stage itself
             pass
+
+    if len(workloads) < 2:
+        # One pipeline is a chain (build, push, package, lint, deploy), but the environment's check (its
+        # DescribeStacks) does not depend on the image: it runs in one plain thread while this one
+        # computes build and push; package then waits for it. No pool (its import alone costs ~2 ms).
+        import threading
+        side = [threading.Thread(target=check, args=(job,), daemon=True) for job in jobs[:-1]]
+        for t in side:
+            t.start()
+        for job in jobs[-1:]:
+            check(job)
+        for t in side:
+            t.join()
+        return
+    from concurrent.futures import ThreadPoolExecutor  # here: a one-workload no-op never imports it
 
     with ThreadPoolExecutor(max_workers=min(MAX_CONCURRENT_CHECKS, len(jobs))) as pool:
         list(pool.map(check, jobs))

@@ -101,6 +101,9 @@ def run(s: Session, name: str, env: str) -> dict:
     deploy_body = stacks.deployable(target, body, set(EXPORTS) - env_outputs)
     if s.opts.no_rollback:
         print(stacks.NO_ROLLBACK_WARNING)
+    # Copilot's order: the workload is in the application's registry (`svc init`) before its stack is
+    # deployed, so a type conflict stops the run before any change; an app Copilot doesn't know is said once.
+    target.register_workload(s.ws.app, name, m.type)
     print(f"deploying stack {stack_name} ({target.kind} target): {st.reason}")
     started = time.time()
     out = stacks.deploy(target, stack_name, deploy_body, st.inputs["parameters"],

@@ -13,6 +13,7 @@ from __future__ import annotations
 import sys
 
 from .. import linting, stacks
+from ..domain import facts as domain_facts
 from ..errors import StageFailed, UserError
 from ..hashing import Key
 from ..manifest import BACKEND, LBWS, load_workload
@@ -50,13 +51,46 @@ def needs(s: Session, env: str) -> dict:
     return {**out, **template_needs(manifests)}
 
 
-def inputs(s: Session, env: str) -> tuple[Key, dict]:
+def render_domain(s: Session, env: str, start: bool = True) -> dict:
+    """Keyword arguments of templates.env.render for the application domain (none without one)."""
+    d = domain_facts(s, env, start)
+    return {} if d is None else {"domain": d["name"], "zone_ids": d["zone_ids"], "aliases": d["aliases"]}
+
+
+CDN_PREFIX_LIST = "com.amazonaws.global.cloudfront.origin-facing"
+
+
+def cloudfront_prefix_list(s: Session, env: str) -> str | None:
+    """The region's CloudFront origin-facing managed prefix list, for an environment whose public ALB
+    takes ingress only from the CDN (Copilot looks it up the same way); None otherwise. A world fact:
+    one EC2 read per run for such environments."""
+    from ..templates.env import restricts_to_cdn
+    if not restricts_to_cdn(s.env_manifests[env].data):
+        return None
+
+    def compute():
+        found = s.target(env).client("ec2").describe_managed_prefix_lists(
+            Filters=[{"Name": "prefix-list-name", "Values": [CDN_PREFIX_LIST]}])["PrefixLists"]
+        if not found:
+            raise StageFailed(f"no managed prefix list {CDN_PREFIX_LIST} in {s.target(env).settings.region}")
+        return found[0]["PrefixListId"]
+    return s.memo(("cdn-prefix-list", env), compute)
+
+
+def inputs(s: Session, env: str, start: bool = True) -> tuple[Key, dict]:
     """The env stack's key and the inputs it covers."""
     from ..templates.env import RECIPE
     em = s.env_manifests[env]
     tags = {"copilot-application": s.ws.app, "copilot-environment": env}
-    ins = {"manifest": em.data, "recipe": RECIPE, "parameters": {"AppName": s.ws.app, "EnvironmentName": env},
+    parameters = {"AppName": s.ws.app, "EnvironmentName": env}
+    prefix_list = cloudfront_prefix_list(s, env)
+    if prefix_list is not None:  # only then: every other key stays what it was
+        parameters["CloudFrontPrefixListId"] = prefix_list
+    ins = {"manifest": em.data, "recipe": RECIPE, "parameters": parameters,
            "tags": tags, "needs": needs(s, env)}
+    app_domain = domain_facts(s, env, start)
+    if app_domain is not None:  # only then: every other key stays what it was
+        ins["domain"] = app_domain
     from .. import overrides
     for name, folder in (("overrides", overrides.env_folder(s.ws.dir)), ("addons", overrides.env_addons_folder(s.ws.dir))):
         d = overrides.digest(folder, s.stat_cache)
@@ -80,7 +114,8 @@ def template(s: Session, env: str, start: bool = True) -> str:
     a nested stack, then Copilot's `environments/overrides/` applied."""
     from .. import overrides
     from ..templates.env import render
-    template_data, _ = render(s.ws.app, env, s.env_manifests[env].data, **needs(s, env))
+    template_data, _ = render(s.ws.app, env, s.env_manifests[env].data, **needs(s, env),
+                              **render_domain(s, env, start), cloudfront_prefix_list=cloudfront_prefix_list(s, env))
     addons = addons_upload(s, env)
     if addons is not None:
         key_, _, params = addons

@@ -19,10 +19,9 @@ from pathlib import Path
 from ..cache import Cache
 from ..errors import StageFailed
 from ..hashing import Key, canonical_json, digest_bytes, tree_digest, walk_tree
-from ..manifest import Manifest
+from ..manifest import LBWS, Manifest
 from ..session import Session
 from ..templates import RECIPE_VERSION, dump
-from ..templates.workload import RenderInput, render
 from ..words import changed_fields, few, plural
 from . import env as env_stage
 from . import push
@@ -50,25 +49,34 @@ def imported_alb(s: Session, name: str, env: str, start: bool = True) -> dict | 
 
 
 def render_input(s: Session, name: str, env: str, image: str, addons: dict | None, env_file_arn: str,
-                 start: bool = True) -> RenderInput:
+                 start: bool = True):
     """Everything the workload template is rendered from (the env manifest decides HTTPS listeners)."""
+    from ..domain import check_workload, facts
     from ..templates.env import https
+    from ..templates.workload import RenderInput  # here: a no-op renders nothing
     m = s.manifests[(name, env)]
+    env_data = s.env_manifests[env].data
+    check_workload(m, env_data, s.ws.app, s.ws.domain)  # the session checks it up front too: never render past it
+    extra = {}
+    app_domain = facts(s, env, start) if m.type == LBWS else None  # only public services use it
+    if app_domain is not None:  # the env's zone and subdomain (LoadBalancerDNSAlias), zones of nlb.alias records
+        extra = {"app_domain": app_domain["name"], "zone_ids": app_domain["zone_ids"]}
     return RenderInput(manifest=m, app=s.ws.app, env=env, image=image, addons=addons, env_file_arn=env_file_arn,
-                       https=https(s.env_manifests[env].data, m.type),
-                       imported_alb=imported_alb(s, name, env, start))
+                       https=https(env_data, m.type, s.ws.domain), imported_alb=imported_alb(s, name, env, start),
+                       extra=extra)
 
 
-def render_template(s: Session, ri: RenderInput) -> tuple[dict, dict]:
+def render_template(s: Session, ri) -> tuple[dict, dict]:
     """The workload template and its parameters: rendered, then Copilot's `overrides/` applied (YAML
     patches, or CDK when it is installed)."""
     from .. import overrides
+    from ..templates.workload import render
     template, params = render(ri)
     folder = overrides.workload_folder(s.ws.dir, ri.manifest.name)
     return overrides.apply(folder, template, app=s.ws.app, env=ri.env), params
 
 
-def render_into(s: Session, ri: RenderInput) -> dict:
+def render_into(s: Session, ri) -> dict:
     cache = s.cache
     template, params = render_template(s, ri)
     body = dump(template).encode()

@@ -62,7 +62,7 @@ def push_image(target: Target, repo_name: str, image_id: str, tags: list[str], r
         try:
             for chunk in c.api.push(push_ref, tag=tag, stream=True, decode=True, auth_config=auth):
                 if "error" in chunk:
-                    raise StageFailed(f"push of {push_ref}:{tag} failed: {chunk['error']}")
+                    raise StageFailed(_push_error(push_ref, tag, chunk["error"]))
                 aux = chunk.get("aux") or {}
                 if "Digest" in aux:
                     if digest and aux["Digest"] != digest:
@@ -71,12 +71,22 @@ def push_image(target: Target, repo_name: str, image_id: str, tags: list[str], r
         except StageFailed:
             raise
         except Exception as exc:
-            raise StageFailed(f"push of {push_ref}:{tag} failed: {exc}") from None
+            raise StageFailed(_push_error(push_ref, tag, str(exc))) from None
     if not digest:
         raise StageFailed(f"the registry did not report a digest for {push_ref}")
     target.after_push(repo_name, digest, tags)
     print(f"  pushed {repo_uri}@{digest} ({', '.join(tags)})")
     return {"digest": digest, "repository_uri": repo_uri, "tags": tags}
+
+
+def _push_error(push_ref: str, tag: str, error: str) -> str:
+    """The engine's push error in one sentence; a registry that did not answer is named as such."""
+    registry = push_ref.split("/", 1)[0]
+    low = error.lower()
+    if any(w in low for w in ("timeout", "deadline exceeded", "connection refused", "connection reset", "eof",
+                              "no route to host")):
+        return f"the registry {registry} did not answer the push of {push_ref}:{tag} ({error.strip()})"
+    return f"push of {push_ref}:{tag} failed: {error.strip()}"
 
 
 def live(target: Target, repo_name: str, digest: str) -> bool:
@@ -165,10 +175,17 @@ def run(s: Session, name: str, env: str) -> dict:
     repo_name = s.repository_name(name)
     print(f"pushing {name} to {repo_name}: {st.reason}")
     tags = sorted(set(st.inputs["tags"]) | {"latest"})
-    if st.inputs.get("digest"):  # the registry has the image: new tags are a manifest-only retag
-        result = retag(target, repo_name, st.inputs["digest"], tags, s.tags(name, env))
-    else:
-        result = push_image(target, repo_name, b.result.get("image_id"), tags, s.tags(name, env))
+    try:
+        if st.inputs.get("digest"):  # the registry has the image: new tags are a manifest-only retag
+            result = retag(target, repo_name, st.inputs["digest"], tags, s.tags(name, env))
+        else:
+            result = push_image(target, repo_name, b.result.get("image_id"), tags, s.tags(name, env))
+    except Exception as exc:  # an ECR call (the repository, the image record) that failed or got no answer
+        from ..stacks import api_failure
+        failed = api_failure(f"pushing {name} to {repo_name}", exc)
+        if failed is None:
+            raise
+        raise failed from None
     s.record("push", stage_id("push", name, env), st.key, result, {k: v for k, v in st.inputs.items() if k != "digest"})
     s.changed(name=name)
     return result

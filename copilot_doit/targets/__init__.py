@@ -38,6 +38,12 @@ class Target(Protocol):
     def after_push(self, repo_name: str, digest: str, tags: list[str]) -> None: ...
 
     def imported_alb(self, ref: str, start: bool = True) -> dict: ...  # `http.alb` looked up
+    def hosted_zone_id(self, name: str, start: bool = True) -> str: ...  # the public zone `name` (app domain)
+
+    # Copilot's application registry in SSM (copilot_doit/registry.py); the local target has none
+    def copilot_app(self, app: str): ...                        # registry.App | None, read once per run
+    def copilot_env(self, app: str, env: str): ...              # registry.Env | None, read once per run
+    def register_workload(self, app: str, name: str, wtype: str) -> str: ...  # "created" | "unchanged" | "standalone"
 
     # stacks
     def describe_stacks(self) -> dict[str, dict]: ...

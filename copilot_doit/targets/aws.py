@@ -44,6 +44,7 @@ class AwsTarget:
         self._lock = threading.Lock()
         self._session = None
         self._account = None
+        self._registry: dict = {}  # Copilot's SSM entries read (or written) this run
 
     # --- clients ------------------------------------------------------------------------------------
     def session(self):
@@ -55,13 +56,15 @@ class AwsTarget:
     def client_kwargs(self) -> dict:
         return {}
 
+    def client_config(self) -> dict:
+        """botocore `Config` arguments of this target's clients: standard retries, bounded waits."""
+        return {"retries": {"mode": "standard", "max_attempts": 5}, "connect_timeout": 5, "read_timeout": 60}
+
     def client(self, service: str):
         with self._lock:
             if service not in self._clients:
                 from botocore.config import Config
-                c = self.session().client(service, config=Config(retries={"mode": "standard", "max_attempts": 5},
-                                                                 connect_timeout=5, read_timeout=60),
-                                          **self.client_kwargs())
+                c = self.session().client(service, config=Config(**self.client_config()), **self.client_kwargs())
                 if os.environ.get("COPILOT_DOIT_API_LOG"):
                     c.meta.events.register("before-parameter-build.*.*", self._audit)
                 self._clients[service] = c
@@ -215,6 +218,80 @@ class AwsTarget:
                 "dns_name": lb.get("DNSName", ""), "hosted_zone_id": lb.get("CanonicalHostedZoneId", ""),
                 "full_name": lb["LoadBalancerArn"].split(":loadbalancer/", 1)[-1],
                 "security_groups": sorted(lb.get("SecurityGroups") or [])}
+
+    def hosted_zone_id(self, name: str, start: bool = True) -> str:
+        """The id of the public hosted zone named exactly `name` (Route 53 ListHostedZonesByName): the
+        application domain's zones `<app>.<domain>` and `<domain>`, which Copilot's `app init --domain`
+        creates or finds, and which the env stack delegates to and validates certificates in."""
+        r53 = self.client("route53")
+        want = name.rstrip(".") + "."
+        try:
+            zones = r53.list_hosted_zones_by_name(DNSName=want, MaxItems="10").get("HostedZones") or []
+        except Exception as exc:  # no credentials, no network, no permission: one clear message
+            raise ServiceUnavailable(f"cannot look up the hosted zone '{name}' of the application domain for "
+                                     f"environment '{self.settings.name}': {exc}",
+                                     allowed="credentials that may call route53:ListHostedZonesByName (AWS_PROFILE, "
+                                             "~/.aws), or set target: local") from None
+        for z in zones:
+            if z.get("Name") == want and not (z.get("Config") or {}).get("PrivateZone"):
+                return z["Id"].rsplit("/", 1)[-1]
+        raise UserError(f"no public Route 53 hosted zone '{name}' in the account of environment "
+                        f"'{self.settings.name}' for the application domain", field="application.domain",
+                        file="copilot-doit.yml",
+                        allowed="a domain whose zones exist in this account: Copilot creates "
+                                "<app>.<domain> with `copilot app init --domain <domain>`, next to the "
+                                "domain's own zone")
+
+    # --- Copilot's application registry (SSM, copilot_doit/registry.py) ----------------------------------
+    def _registry_memo(self, key, fn):
+        """One answer per key for this target's life (one run): the registry is read once, not per stage."""
+        with self._lock:
+            if key in self._registry:
+                return self._registry[key]
+        value = fn()
+        with self._lock:
+            return self._registry.setdefault(key, value)
+
+    def _ssm_read(self, what: str, fn):
+        try:
+            return fn(self.client("ssm"))
+        except UserError:  # registry.RegistryConflict, a malformed entry: already one clear message
+            raise
+        except Exception as exc:  # no credentials, no network, no permission: one clear message
+            raise ServiceUnavailable(f"cannot use {what} in Copilot's SSM store for environment "
+                                     f"'{self.settings.name}' ({self.settings.region}): {exc}",
+                                     allowed="credentials that may call ssm:GetParameter (and, to register a "
+                                             "workload, ssm:PutParameter and ssm:AddTagsToResource) on "
+                                             "/copilot/applications/*, or set target: local") from None
+
+    def copilot_app(self, app: str):
+        """Copilot's `/copilot/applications/<app>` (registry.App), or None when Copilot has no such
+        application in this environment's account and region (or the credentials may not read it: said
+        once, standalone as before). One GetParameter per run."""
+        from .. import registry
+        return self._registry_memo(("app", app), lambda: self._ssm_read(
+            f"application {app}", lambda ssm: registry.read_app_or_unreadable(ssm, app)))
+
+    def copilot_env(self, app: str, env: str):
+        """Copilot's `/copilot/applications/<app>/environments/<env>` (registry.Env: region, account id,
+        execution and manager role ARNs, the legacy prod flag), or None. One GetParameter per run."""
+        from .. import registry
+        return self._registry_memo(("env", app, env), lambda: self._ssm_read(
+            f"environment {env} of application {app}", lambda ssm: registry.read_env(ssm, app, env)))
+
+    def register_workload(self, app: str, name: str, wtype: str) -> str:
+        """After a deploy: register the workload in Copilot's application as `svc init` / `job init` do
+        (registry.register_workload: read first, no write when equal, a different type is an error).
+        Without the application in SSM, say once per run that the deploy is standalone. Returns
+        "created", "unchanged" or "standalone"."""
+        from .. import registry
+        app_entry = self.copilot_app(app)
+        if app_entry is None:
+            registry.say_standalone_once(app)
+            return "standalone"
+        return self._registry_memo(("workload", app, name, wtype), lambda: self._ssm_read(
+            f"workload {name} of application {app}",
+            lambda ssm: registry.register_workload(ssm, app, name, wtype, app_entry=app_entry)))
 
     def object_exists(self, bucket: str, key: str) -> bool:
         """One HEAD: does the artifact a record claims to have uploaded still exist?"""

@@ -6,27 +6,34 @@ template has its own, `env.RECIPE`.
 """
 from __future__ import annotations
 
-import yaml
-
 RECIPE_VERSION = "templates/6"
 
-
-class _Dumper(yaml.SafeDumper):
-    pass
+_DUMPER = None
 
 
-def _str(dumper, value):
-    style = "|" if "\n" in value else None
-    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+def _dumper():
+    """PyYAML's dumper as the templates need it, built on the first dump (a no-op run renders nothing)."""
+    global _DUMPER
+    if _DUMPER is None:
+        import yaml
 
+        class _Dumper(yaml.SafeDumper):
+            pass
 
-_Dumper.add_representer(str, _str)
-_Dumper.ignore_aliases = lambda self, data: True
+        def _str(dumper, value):
+            style = "|" if "\n" in value else None
+            return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+        _Dumper.add_representer(str, _str)
+        _Dumper.ignore_aliases = lambda self, data: True
+        _DUMPER = _Dumper
+    return _DUMPER
 
 
 def dump(template: dict) -> str:
     """Same dict, same bytes: insertion order is fixed by the builders, no anchors, no line wrapping."""
-    return yaml.dump(template, Dumper=_Dumper, sort_keys=False, default_flow_style=False, width=10_000,
+    import yaml
+    return yaml.dump(template, Dumper=_dumper(), sort_keys=False, default_flow_style=False, width=10_000,
                      allow_unicode=True)
 
 

@@ -1,7 +1,8 @@
 """Target groups and listener rules on the environment's public (LBWS) or internal (Backend) ALB, or on an
 imported ALB (`http.alb`): the main rule and every `additional_rules` entry, with path, host-header
 (`alias`) and source-ip (`allowed_source_ips`) conditions, HTTPS with an HTTP redirect when the
-environment has certificates, and Route 53 alias records for `hosted_zone`."""
+environment has certificates or the app a domain, Route 53 alias records for `hosted_zone`, and with the
+application domain the default record `<svc>.<env>.<app>.<domain>` of a service without aliases."""
 from __future__ import annotations
 
 import xxhash
@@ -102,6 +103,10 @@ def http(b, listener_export: str):
     listeners = _listeners(b, listener_export, http)
     load_balancers, rule_ids, zones = [], [], {}
     imported = bool(http.get("alb"))
+    # The application domain (Copilot's DNSDelegated): a public service without aliases answers at
+    # <svc>.<env>.<app>.<domain> (https-listener.yml: LoadBalancerDNSAlias and its host-header conditions).
+    default_name = bool(b.ri.extra.get("app_domain")) and b.ri.https and not imported and \
+        not listener_export.startswith("Internal") and not any(r.get("alias") for r in rules)
     for i, rule in enumerate(rules):
         suffix = str(i) if i else ""
         tg_id = ("TargetGroupForImportedALB" if imported else "TargetGroup") + suffix
@@ -125,6 +130,8 @@ def http(b, listener_export: str):
         names = aliases(rule.get("alias"))
         if names:
             conditions.append({"Field": "host-header", "HostHeaderConfig": {"Values": [n for n, _ in names]}})
+        elif default_name:
+            conditions.append({"Field": "host-header", "HostHeaderConfig": {"Values": [default_host()]}})
         if rule.get("allowed_source_ips"):
             conditions.append({"Field": "source-ip", "SourceIpConfig": {"Values": list(rule["allowed_source_ips"])}})
         for n, zone in names:
@@ -149,8 +156,24 @@ def http(b, listener_export: str):
                     "SourceSecurityGroupId": sg, "IpProtocol": "-1"}}
     for zone, names in zones.items():
         dns_records(b, zone, names, listener_export.startswith("Internal"), imported)
+    if default_name:
+        default_record(b)
     b.rule_ids = rule_ids
     return load_balancers
+
+
+def default_host() -> dict:
+    """<svc>.<env>.<app>.<domain>: the service's name in the env's subdomain (an env stack export)."""
+    return {"Fn::Join": [".", [ref("WorkloadName"), import_env("SubDomain")]]}
+
+
+def default_record(b):
+    """Copilot's LoadBalancerDNSAlias: the default name of a public service in the env's hosted zone."""
+    b.resources["LoadBalancerDNSAlias"] = {"Type": "AWS::Route53::RecordSetGroup", "Properties": {
+        "HostedZoneId": import_env("HostedZone"), "Comment": sub("LoadBalancer alias for service ${WorkloadName}"),
+        "RecordSets": [{"Name": {"Fn::Join": [".", [ref("WorkloadName"), import_env("SubDomain"), ""]]}, "Type": "A",
+                        "AliasTarget": {"HostedZoneId": import_env("CanonicalHostedZoneID"),
+                                        "DNSName": import_env("PublicLoadBalancerDNSName")}}]}}
 
 
 def dns_records(b, zone: str, names: list, internal: bool, imported: bool):

@@ -9,19 +9,43 @@ from __future__ import annotations
 from . import getatt, ref, sub
 from .env_cdn import cdn as cdn_part
 from .env_efs import managed_efs as efs_part
-from . import env_network
+from . import env_dns, env_network
 
 # Bump when this module's output changes: every environment stack is then re-rendered and updated.
-RECIPE = "env/4"
+# env/5: Copilot's export and output names added beside copilot-doit's own (COPILOT_OUTPUTS).
+RECIPE = "env/5"
 
-# Every export the env stack may have (which ones depends on the manifest and the keyword arguments).
-EXPORTS = ("VpcId", "PublicSubnets", "PrivateSubnets", "ClusterId", "EnvironmentSecurityGroup",
-           "PublicLoadBalancerDNSName", "HTTPListenerArn", "PublicLoadBalancerFullName", "InternalLoadBalancerDNSName",
-           "InternalHTTPListenerArn", "InternalLoadBalancerFullName", "ServiceDiscoveryNamespaceID",
-           "CanonicalHostedZoneID", "InternalLoadBalancerCanonicalHostedZoneID", "HTTPSListenerArn",
-           "InternalHTTPSListenerArn", "ManagedFileSystemID", "CloudFrontDomainName")
-# The ones every environment with both load balancers has.
-BASE_EXPORTS = EXPORTS[:14]
+# copilot-doit's own outputs, each exported as `<stack>-<output>`: its workloads import these.
+OWN_EXPORTS = ("VpcId", "PublicSubnets", "PrivateSubnets", "ClusterId", "EnvironmentSecurityGroup",
+               "PublicLoadBalancerDNSName", "HTTPListenerArn", "PublicLoadBalancerFullName",
+               "InternalLoadBalancerDNSName", "InternalHTTPListenerArn", "InternalLoadBalancerFullName",
+               "ServiceDiscoveryNamespaceID", "CanonicalHostedZoneID", "InternalLoadBalancerCanonicalHostedZoneID",
+               "HTTPSListenerArn", "InternalHTTPSListenerArn", "ManagedFileSystemID", "CloudFrontDomainName",
+               "EnvironmentHostedZone", "EnvironmentSubdomain")
+# Additional outputs under Copilot's names (its env template, template/templates/environment/), so that
+# Copilot's workload templates find what they read from an environment copilot-doit made: output key ->
+# (the export name's suffix, or None when Copilot exports that value under a name copilot-doit already
+# exports; the resource it needs). Copilot's names for the same values differ from copilot-doit's own, which
+# stay: e.g. Copilot exports the public ALB's DNS name as `<stack>-PublicLoadBalancerDNS` from the output
+# `PublicLoadBalancerDNSName`, copilot-doit as `<stack>-PublicLoadBalancerDNSName`. Its env controller hands
+# the outputs to a workload stack by key (`!GetAtt EnvControllerAction.PublicLoadBalancerHostedZone`).
+COPILOT_OUTPUTS = {
+    "PublicLoadBalancerDNS": ("PublicLoadBalancerDNS", "PublicLoadBalancer"),
+    "PublicLoadBalancerHostedZone": (None, "PublicLoadBalancer"),            # exported as CanonicalHostedZoneID
+    "InternalLoadBalancerDNS": ("InternalLoadBalancerDNS", "InternalLoadBalancer"),
+    "InternalLoadBalancerHostedZone": (None, "InternalLoadBalancer"),        # as InternalLoadBalancerCanonicalHostedZoneID
+    "InternalLoadBalancerSecurityGroup": ("InternalLoadBalancerSecurityGroup", "InternalLoadBalancer"),
+    "InternetGatewayID": ("InternetGatewayID", "InternetGateway"),
+    "PublicRouteTableID": ("PublicRouteTableID", "PublicRouteTable"),
+    "PrivateRouteTableIDs": ("PrivateRouteTableIDs", "PrivateRouteTable1"),
+    "FilesystemID": ("FilesystemID", "FileSystem"),
+}
+# Every output the env stack may have (which ones depends on the manifest and the keyword arguments).
+EXPORTS = OWN_EXPORTS + tuple(COPILOT_OUTPUTS)
+# The ones every environment with both load balancers and a new VPC has.
+BASE_EXPORTS = OWN_EXPORTS[:14] + ("PublicLoadBalancerDNS", "PublicLoadBalancerHostedZone", "InternalLoadBalancerDNS",
+                                   "InternalLoadBalancerHostedZone", "InternalLoadBalancerSecurityGroup",
+                                   "InternetGatewayID", "PublicRouteTableID")
 DEFAULT_SSL_POLICY = "ELBSecurityPolicy-2016-08"
 # Elastic Load Balancing's account per region, for the access-log bucket policy (AWS documentation).
 ELB_ACCOUNTS = {
@@ -66,14 +90,18 @@ INTERNAL_ALB = ("InternalLoadBalancerSecurityGroup", "InternalLoadBalancer", "In
 
 def render(app: str, env: str, manifest: dict, public_alb: bool = True,
            internal_alb: bool = True, nat_gateways: bool = False, managed_efs: bool = False,
-           vpc_endpoints: tuple | list = (), cloudfront_prefix_list: str | None = None) -> tuple[dict, dict]:
+           vpc_endpoints: tuple | list = (), cloudfront_prefix_list: str | None = None,
+           domain: str | None = None, zone_ids: dict | None = None, aliases: tuple | list = ()) -> tuple[dict, dict]:
     """(template, parameters) for the environment stack. Load balancers exist only when a workload of
     the workspace needs them (Copilot does this lazily through its EnvController custom resource), and so
     do NAT gateways (`nat_gateways`: a workload is placed in private subnets) and the managed EFS file
     system (`managed_efs`: a workload has a volume with `efs: true`). `vpc_endpoints` lists AWS service
     names (`s3`, `ecr.api`, `ecr.dkr`, `logs`, ...) to reach from private subnets of a new VPC.
     `cloudfront_prefix_list` is the id of the managed prefix list
-    `com.amazonaws.global.cloudfront.origin-facing` in the region (ingress restricted to the CDN)."""
+    `com.amazonaws.global.cloudfront.origin-facing` in the region (ingress restricted to the CDN).
+    `domain`: the application domain (env_dns: the env's hosted zone, its delegation, the certificate and
+    HTTPS listener, the `aliases`' records); `zone_ids` the ids of the app zone and, when an alias lives
+    there, the domain's zone (`{"app": ..., "root": ...}`)."""
     want_nat, want_efs, want_endpoints = nat_gateways, managed_efs, list(vpc_endpoints or ())
     vpc_cfg = (manifest.get("network") or {}).get("vpc") or {}
     http_cfg = manifest.get("http") or {}
@@ -178,6 +206,9 @@ def render(app: str, env: str, manifest: dict, public_alb: bool = True,
     env_network.security_group_rules(resources["EnvironmentSecurityGroup"]["Properties"], vpc_cfg.get("security_group"))
     _public_http(resources, pub_cfg, cdn_cfg, cloudfront_prefix_list, parameters, params, mappings)
     _private_http(resources, priv_cfg, vpc_id if not imported else None)
+    dns_outputs: dict = {}
+    if domain:
+        _domain(resources, dns_outputs, app, env, domain, zone_ids or {}, list(aliases), pub_cfg, public_alb)
     env_network.flow_logs(resources, vpc_cfg.get("flow_logs"), vpc_id)
     if want_efs:
         efs_part(resources, vpc_id, private_subnets)
@@ -203,6 +234,7 @@ def render(app: str, env: str, manifest: dict, public_alb: bool = True,
         "InternalLoadBalancerCanonicalHostedZoneID": out("InternalLoadBalancerCanonicalHostedZoneID",
                                                          getatt("InternalLoadBalancer", "CanonicalHostedZoneID")),
     }
+    outputs.update(dns_outputs)
     if "HTTPSListener" in resources:
         outputs["HTTPSListenerArn"] = out("HTTPSListenerArn", ref("HTTPSListener"))
     if "InternalHTTPSListener" in resources:
@@ -215,6 +247,7 @@ def render(app: str, env: str, manifest: dict, public_alb: bool = True,
             for n in names:
                 resources.pop(n, None)
                 outputs.pop(n, None)
+    _copilot_outputs(resources, outputs, out)
     template = {
         "AWSTemplateFormatVersion": "2010-09-09",
         "Description": f"copilot-doit environment {env} of application {app}",
@@ -227,6 +260,25 @@ def render(app: str, env: str, manifest: dict, public_alb: bool = True,
     return template, params
 
 
+def _copilot_outputs(resources: dict, outputs: dict, out) -> None:
+    """COPILOT_OUTPUTS whose resource the stack has, added after copilot-doit's own outputs (unchanged)."""
+    values = {
+        "PublicLoadBalancerDNS": getatt("PublicLoadBalancer", "DNSName"),
+        "PublicLoadBalancerHostedZone": getatt("PublicLoadBalancer", "CanonicalHostedZoneID"),
+        "InternalLoadBalancerDNS": getatt("InternalLoadBalancer", "DNSName"),
+        "InternalLoadBalancerHostedZone": getatt("InternalLoadBalancer", "CanonicalHostedZoneID"),
+        "InternalLoadBalancerSecurityGroup": ref("InternalLoadBalancerSecurityGroup"),
+        "InternetGatewayID": ref("InternetGateway"),
+        "PublicRouteTableID": ref("PublicRouteTable"),
+        "PrivateRouteTableIDs": {"Fn::Join": [",", [ref(f"PrivateRouteTable{i}") for i in range(1, len(resources))
+                                                    if f"PrivateRouteTable{i}" in resources]]},
+        "FilesystemID": ref("FileSystem"),
+    }
+    for key, (export, needs) in COPILOT_OUTPUTS.items():
+        if needs in resources:
+            outputs[key] = out(export, values[key]) if export else {"Value": values[key]}
+
+
 def _ingress(port: int, cidrs: list, prefix_lists: list) -> list:
     return ([{"SourcePrefixListId": pl, "Description": f"Allow ingress from prefix list on port {port}",
               "FromPort": port, "IpProtocol": "tcp", "ToPort": port} for pl in prefix_lists]
@@ -235,14 +287,24 @@ def _ingress(port: int, cidrs: list, prefix_lists: list) -> list:
                for c in cidrs])
 
 
+def restricts_to_cdn(manifest: dict) -> bool:
+    """http.public takes ingress only from CloudFront (`ingress.cdn`, or Copilot's older
+    `security_groups.ingress.restrict_to.cdn`)."""
+    return _restricts_to_cdn((manifest.get("http") or {}).get("public") or {})
+
+
+def _restricts_to_cdn(public: dict) -> bool:
+    sg_in = ((public.get("security_groups") or {}).get("ingress") or {}).get("restrict_to") or {}
+    return bool((public.get("ingress") or {}).get("cdn") or sg_in.get("cdn"))
+
+
 def _public_http(resources, cfg, cdn_cfg, prefix_list, parameters, params, mappings):
     """http.public: HTTPS listener with the imported certificates (HTTP stays, workloads add redirect rules),
     ssl_policy, ingress restricted to source IPs or to CloudFront, access logs."""
     if not cfg:
         return
     ingress = cfg.get("ingress") or {}
-    restrict_cdn = bool(ingress.get("cdn") or (((cfg.get("security_groups") or {}).get("ingress") or {})
-                                               .get("restrict_to") or {}).get("cdn"))
+    restrict_cdn = _restricts_to_cdn(cfg)
     cidrs = list(ingress.get("source_ips") or []) or ([] if restrict_cdn else ["0.0.0.0/0"])
     pls = []
     if restrict_cdn:
@@ -292,6 +354,24 @@ def _public_http(resources, cfg, cdn_cfg, prefix_list, parameters, params, mappi
         resources["PublicLoadBalancer"]["Properties"]["LoadBalancerAttributes"] = attrs
 
 
+def _export(name, value):
+    return {"Value": value, "Export": {"Name": sub("${AWS::StackName}-" + name)}}
+
+
+def _domain(resources, outputs, app, env, domain, zone_ids, aliases, pub_cfg, public_alb):
+    """The application domain's parts (env_dns), and HTTPS on the public load balancer's security group."""
+    from ..domain import zone_of
+    zones = {a: zone_of(a, app, env, domain) for a in aliases}
+    imported_certs = bool(pub_cfg.get("certificates"))
+    env_dns.dns(resources, outputs, _export, app=app, env=env, domain=domain, zone_ids=zone_ids, aliases=aliases,
+                zones=zones, public_alb=public_alb, imported_certs=imported_certs)
+    sg = resources["PublicLoadBalancerSecurityGroup"]["Properties"]
+    if "HTTPSListener" in resources and not any(r.get("FromPort") == 443 for r in sg["SecurityGroupIngress"]):
+        sg["SecurityGroupIngress"] += [{**r, "FromPort": 443, "ToPort": 443,
+                                        "Description": r["Description"].replace("port 80", "port 443")}
+                                       for r in sg["SecurityGroupIngress"] if r.get("FromPort") == 80]
+
+
 def _private_http(resources, cfg, vpc_id):
     """http.private: HTTPS listener on the internal ALB, its subnets, ingress from the whole VPC."""
     if not cfg:
@@ -328,9 +408,10 @@ def needs(workloads: list) -> dict:
             "managed_efs": any(needs_managed_efs(d) for d in workloads)}
 
 
-def https(env_manifest: dict, workload_type: str) -> bool:
+def https(env_manifest: dict, workload_type: str, domain: str | None = None) -> bool:
     """Whether a workload's listener rules go on the HTTPS listener: the environment imports certificates
-    for the public ALB (Load Balanced Web Service) or the internal one (Backend Service)."""
+    for the public ALB (Load Balanced Web Service) or the internal one (Backend Service), or the app has a
+    domain (the env stack then requests the public ALB's certificate, env_dns)."""
     http = env_manifest.get("http") or {}
     side = http.get("private" if workload_type == "Backend Service" else "public") or {}
-    return bool(side.get("certificates"))
+    return bool(side.get("certificates")) or (bool(domain) and workload_type != "Backend Service")

@@ -68,4 +68,31 @@ def nlb(b) -> list:
             "GroupId": import_env("EnvironmentSecurityGroup"), "IpProtocol": "-1",
             "SourceSecurityGroupId": getatt("NetworkLoadBalancerSecurityGroup", "GroupId")}}
     b.outputs["PublicNetworkLoadBalancerDNSName"] = {"Value": getatt("PublicNetworkLoadBalancerV2", "DNSName")}
+    alias_records(b, cfg.get("alias"))
     return lbs
+
+
+def alias_records(b, alias) -> None:
+    """`nlb.alias` (checked against the application domain by domain.check_workload): A records aliasing the
+    NLB, one group per zone of the domain (Copilot: NLBCustomDomainAction, a custom resource)."""
+    from ..domain import alias_entries, zone_names, zone_of
+    app_domain = b.ri.extra.get("app_domain")
+    entries = alias_entries(alias)
+    if not entries or not app_domain:
+        return
+    zone_ids = b.ri.extra.get("zone_ids") or {}
+    names = zone_names(b.ri.app, b.ri.env, app_domain)
+    by_zone: dict = {}
+    for name, _ in entries:
+        by_zone.setdefault(zone_of(name, b.ri.app, b.ri.env, app_domain), []).append(name)
+    for kind, logical in (("env", "Environment"), ("app", "App"), ("root", "Root")):
+        if kind not in by_zone:
+            continue
+        if kind != "env" and kind not in zone_ids:
+            b.m.fail(("nlb", "alias"), f"the hosted zone {names[kind]} was not looked up (RenderInput.extra zone_ids)")
+        b.resources[f"NLBAliasRecordsIn{logical}Zone"] = {"Type": "AWS::Route53::RecordSetGroup", "Properties": {
+            "HostedZoneId": import_env("HostedZone") if kind == "env" else zone_ids[kind],
+            "Comment": sub("Network load balancer aliases for service ${WorkloadName}"),
+            "RecordSets": [{"Name": n, "Type": "A", "AliasTarget": {
+                "HostedZoneId": getatt("PublicNetworkLoadBalancerV2", "CanonicalHostedZoneID"),
+                "DNSName": getatt("PublicNetworkLoadBalancerV2", "DNSName")}} for n in by_zone[kind]]}}

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from ...errors import UserError
 from ..aws import AwsTarget
-from . import compat, lite, services
+from . import lite, services
 
 ACCOUNT = "123456789012"  # moto's default account
 
@@ -41,8 +41,22 @@ class LocalTarget(AwsTarget):
     def client_kwargs(self) -> dict:
         return {"endpoint_url": self.endpoints.moto_url}
 
+    def client_config(self) -> dict:
+        """The emulator answers in milliseconds: a stuck one fails the run after lite.READ_TIMEOUT per
+        attempt (COPILOT_DOIT_LOCAL_TIMEOUT), not after AWS's minutes."""
+        return lite.boto_config()
+
     def account_id(self) -> str:
         return ACCOUNT
+
+    def copilot_app(self, app: str):
+        return None  # no Copilot registry here: deployed standalone, nothing read or written, no message
+
+    def copilot_env(self, app: str, env: str):
+        return None
+
+    def register_workload(self, app: str, name: str, wtype: str) -> str:
+        return "standalone"
 
     def push_reference(self, repo_uri: str) -> str:
         # dockerd trusts 127.0.0.0/8 without TLS; the ECR host does not resolve here.
@@ -87,14 +101,48 @@ class LocalTarget(AwsTarget):
         """The compat step: the linted template minus what moto does not emulate (see compat.py)."""
         import yaml
         from ...templates import dump
-        adapted, notes = compat.adapt(yaml.safe_load(body), missing_imports)
+        from . import compat  # here: only a deploy adapts a template
+        adapted, notes = compat.adapt(yaml.safe_load(body), missing_imports, hosted_zones=self.hosted_zones,
+                                      certificates=self.certificates)
+        notes += name_servers_stand_in(adapted)
         return dump(adapted), notes
+
+    def hosted_zones(self) -> set[str]:
+        """The hosted zones the emulator holds (ids and names), for the compat step's Route 53 records."""
+        r53 = self.client("route53")
+        return {z for page in r53.get_paginator("list_hosted_zones").paginate() for h in page["HostedZones"]
+                for z in (h["Id"].rsplit("/", 1)[-1], h["Name"])}
+
+    def certificates(self) -> set[str]:
+        """The certificate ARNs the emulator's ACM holds, for the compat step's HTTPS listeners."""
+        acm = self.client("acm")
+        return {c["CertificateArn"] for page in acm.get_paginator("list_certificates").paginate()
+                for c in page["CertificateSummaryList"]}
 
     def imported_alb(self, ref: str, start: bool = True) -> dict:
         if not start and self._endpoints is None and services.running_endpoints(self.cache_root) is None:
             raise UserError(f"http.alb '{ref}' must be looked up in the local target, which is not running",
                             field="http.alb", allowed="deploy once, or package with --upload-assets")
         return super().imported_alb(ref, start)
+
+    def hosted_zone_id(self, name: str, start: bool = True) -> str:
+        """The emulator's account owns no domain: the zones of the application domain (`<app>.<domain>`,
+        `<domain>`) are created in the moto server when absent — its stand-in for a domain you own — so
+        the env stack can delegate to them and write records in them."""
+        if not start and self._endpoints is None and services.running_endpoints(self.cache_root) is None:
+            raise UserError(f"the hosted zone '{name}' of the application domain must be looked up in the local "
+                            "target, which is not running", field="application.domain",
+                            allowed="deploy once (the emulator then runs until `copilot-doit local stop`), or "
+                                    "package a service with --upload-assets")
+        r53 = self.client("route53")
+        want = name.rstrip(".") + "."
+        for z in r53.list_hosted_zones_by_name(DNSName=want).get("HostedZones") or []:
+            if z.get("Name") == want and not (z.get("Config") or {}).get("PrivateZone"):
+                return z["Id"].rsplit("/", 1)[-1]
+        zone = r53.create_hosted_zone(Name=want, CallerReference=f"copilot-doit-{want}",
+                                      HostedZoneConfig={"Comment": "copilot-doit: stand-in for the application "
+                                                                   "domain's zone", "PrivateZone": False})
+        return zone["HostedZone"]["Id"].rsplit("/", 1)[-1]
 
     def object_exists(self, bucket: str, key: str) -> bool:
         return lite.s3_object_exists(self.endpoints.moto_url, self.settings.region, bucket, key)
@@ -111,6 +159,32 @@ class LocalTarget(AwsTarget):
         # moto resolves nested-stack TemplateURLs path-style only when the host says "localhost"
         # (research/feasibility.md §1.b.5); the port changes when moto restarts, and so does this URL.
         return f"{self.endpoints.moto_url.replace('127.0.0.1', 'localhost')}/{bucket}/{key}"
+
+
+def name_servers_stand_in(template: dict) -> list[str]:
+    """moto 5.2.1 cannot resolve `Fn::GetAtt [<hosted zone>, NameServers]` (its FakeZone has no CloudFormation
+    attributes: the whole stack fails); the application domain's NS delegation record needs it. Every zone
+    moto creates without a delegation set gets the same four name servers, so the stand-in is that list."""
+    zones = {n for n, r in (template.get("Resources") or {}).items() if r.get("Type") == "AWS::Route53::HostedZone"}
+    notes: list[str] = []
+
+    def walk(value, path):
+        if isinstance(value, dict):
+            att = value.get("Fn::GetAtt")
+            if len(value) == 1 and isinstance(att, list) and att[0] in zones and att[1:] == ["NameServers"]:
+                notes.append(f"stood in for {path} (Fn::GetAtt {att[0]}.NameServers): the emulator's name servers")
+                from moto.route53.models import DelegationSet  # only here: moto is heavy to import
+                return list(DelegationSet("", None, None).name_servers)
+            return {k: walk(v, f"{path}.{k}") for k, v in value.items()}
+        if isinstance(value, list):
+            return [walk(v, f"{path}[{i}]") for i, v in enumerate(value)]
+        return value
+
+    if zones:
+        for name, r in (template.get("Resources") or {}).items():
+            if "Properties" in r:
+                r["Properties"] = walk(r["Properties"], f"{name}.Properties")
+    return notes
 
 
 __all__ = ["LocalTarget"]

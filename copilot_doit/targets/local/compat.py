@@ -4,7 +4,9 @@ It runs after cfn-lint has passed on the full template (the one AWS would get), 
 the local target. moto silently skips resource types it does not model, and any Ref/GetAtt/Output to
 such a resource then breaks the whole stack (research/feasibility.md §1.b.2). So: drop those resources,
 every property or list item that refers to them, and outputs built from them; and drop references to
-nested-stack outputs, which moto cannot resolve (§1.b.1).
+nested-stack outputs, which moto cannot resolve (§1.b.1). Given what the emulator holds, it also drops
+Route 53 records in a hosted zone of the user's AWS account (`http.hosted_zone`) and a listener's imported
+certificate the emulator's ACM lacks: both exist only in the real account, and moto fails the stack on them.
 """
 from __future__ import annotations
 
@@ -110,8 +112,68 @@ def _prune(value, refs: _Refs, path: str, notes: list[str]):
     return value, True
 
 
-def adapt(template: dict, missing_imports: set[str] | None = None) -> tuple[dict, list[str]]:
-    """(template for moto, notes). Never mutates the input."""
+RECORD_TYPES = ("AWS::Route53::RecordSet", "AWS::Route53::RecordSetGroup")
+
+
+def _zone_of(props: dict) -> str | None:
+    """The literal hosted zone a record resource names (id, or name when no id), None when computed."""
+    zid = props.get("HostedZoneId")
+    if isinstance(zid, str):
+        return zid.rsplit("/", 1)[-1]
+    name = props.get("HostedZoneName")
+    if zid is None and isinstance(name, str):
+        return name if name.endswith(".") else name + "."
+    return None
+
+
+def _records_outside_emulator(resources: dict, hosted_zones) -> dict[str, str]:
+    """Record resources in a literal hosted zone the emulator does not hold: {logical id: zone}.
+
+    A hosted zone id written into a manifest (`http.hosted_zone`) is a zone of the user's AWS account; the
+    emulator holds only the zones created in it. `hosted_zones` is what it holds (ids, and names ending in
+    '.'), or a callable giving that (asked only when some record names a literal zone); None: unknown, keep.
+    """
+    literal = {n: z for n, r in resources.items() if r.get("Type") in RECORD_TYPES
+               and (z := _zone_of(r.get("Properties") or {})) is not None}
+    if not literal or hosted_zones is None:
+        return {}
+    held = _held(hosted_zones)
+    return {n: z for n, z in literal.items() if z not in held and z.rstrip(".") + "." not in held}
+
+
+def _held(known) -> set[str]:
+    return set(known() if callable(known) else known)
+
+
+def _certificates_outside_emulator(resources: dict, certificates, notes: list[str]) -> None:
+    """Drop a listener's literal ACM certificate the emulator's ACM does not hold (an imported certificate of
+    the user's account: moto answers CertificateNotFound and fails the stack). The listener stays, without it."""
+    listeners = [(n, r["Properties"]) for n, r in resources.items()
+                 if r.get("Type") == "AWS::ElasticLoadBalancingV2::Listener" and isinstance(r.get("Properties"), dict)
+                 and isinstance(r["Properties"].get("Certificates"), list)]
+    literal = [(n, p, i, c["CertificateArn"]) for n, p in listeners for i, c in enumerate(p["Certificates"])
+               if isinstance(c, dict) and isinstance(c.get("CertificateArn"), str) and ":acm:" in c["CertificateArn"]]
+    if not literal or certificates is None:
+        return
+    held = _held(certificates)
+    for name, props, i, arn in reversed(literal):
+        if arn not in held:
+            del props["Certificates"][i]
+            notes.append(f"removed {name}.Properties.Certificates[{i}]: certificate {arn} is not in the emulator's "
+                         "ACM (a certificate of your AWS account)")
+    for name, props in listeners:
+        if not props["Certificates"]:
+            del props["Certificates"]
+
+
+def adapt(template: dict, missing_imports: set[str] | None = None,
+          hosted_zones=None, certificates=None) -> tuple[dict, list[str]]:
+    """(template for moto, notes). Never mutates the input.
+
+    What the emulator holds, each a collection or a callable returning one (asked only when the template
+    names such a thing literally; None: not known, nothing is dropped for it):
+    `hosted_zones`: hosted zone ids and names (ending in '.'); Route 53 records in any other zone are dropped.
+    `certificates`: ACM certificate ARNs; a listener's certificate not among them is dropped."""
     t = copy.deepcopy(template)
     notes: list[str] = []
     resources = t.get("Resources") or {}
@@ -121,6 +183,12 @@ def adapt(template: dict, missing_imports: set[str] | None = None) -> tuple[dict
     for name in sorted(removed):
         notes.append(f"removed resource {name} ({resources[name].get('Type')}): not emulated by moto")
         del resources[name]
+    for name, zone in sorted(_records_outside_emulator(resources, hosted_zones).items()):
+        notes.append(f"removed resource {name} ({resources[name].get('Type')}): its hosted zone {zone} is not in "
+                     "the emulator (a zone of your AWS account)")
+        del resources[name]
+        removed.add(name)
+    _certificates_outside_emulator(resources, certificates, notes)
     refs = _Refs(removed, nested, set(missing_imports or ()))
     # A resource left without a required reference is dropped too, until nothing changes.
     changed = True

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import random
 import socket
 import time
@@ -27,11 +28,34 @@ MANIFEST_ACCEPT = ", ".join([
 _CFN_NS = "{http://cloudformation.amazonaws.com/doc/2010-05-15/}"
 
 
-CONNECT_TIMEOUT = 5.0
-READ_TIMEOUT = 30.0
+def _seconds(name: str, default: float) -> float:
+    try:
+        value = float(os.environ.get(name, ""))
+    except ValueError:
+        return default
+    return value if value > 0 else default
+
+
+# The emulator and the registry run on this machine and answer in milliseconds: one that has not answered
+# after READ_TIMEOUT is stuck (paused, wedged), and waiting longer or asking again does not help.
+# COPILOT_DOIT_LOCAL_TIMEOUT (seconds) changes it, e.g. for the fault tests.
+READ_TIMEOUT = _seconds("COPILOT_DOIT_LOCAL_TIMEOUT", 30.0)
+CONNECT_TIMEOUT = min(5.0, READ_TIMEOUT)
 # botocore's "standard" retry mode, by hand: up to 3 attempts on throttling, 5xx and dropped
-# connections, with exponential backoff and full jitter (base 0.1 s, capped at 20 s).
+# connections, with exponential backoff and full jitter (base 0.1 s, capped at 20 s). A read timeout is
+# not retried (see above): the run stops after one READ_TIMEOUT.
 MAX_ATTEMPTS = 3
+
+
+def boto_config() -> dict:
+    """botocore `Config` arguments for the local target's boto3 clients: the same bound as the plain-HTTP
+    calls (standard retries, but never minutes on a stuck emulator: 3 attempts × READ_TIMEOUT at most)."""
+    return {"retries": {"mode": "standard", "max_attempts": MAX_ATTEMPTS}, "connect_timeout": CONNECT_TIMEOUT,
+            "read_timeout": READ_TIMEOUT}
+
+
+RESTART_HINT = ("`copilot-doit local status` names its pid; `copilot-doit local stop`, then deploy again, "
+                "restarts the local target")
 RETRY_STATUSES = (429, 500, 502, 503, 504)
 THROTTLING = (b"Throttling", b"ThrottlingException", b"RequestLimitExceeded", b"TooManyRequestsException",
               b"SlowDown")
@@ -63,16 +87,23 @@ def _retryable(status: int, body: bytes) -> bool:
     return status in RETRY_STATUSES or (status == 400 and any(t in body for t in THROTTLING))
 
 
-def _request(base: str, method: str, path: str, body: bytes | None, headers: dict) -> tuple[int, dict, bytes]:
+MOTO = "the local target's moto server"
+REGISTRY = "the local target's registry"
+
+
+def _request(base: str, method: str, path: str, body: bytes | None, headers: dict,
+             what: str = MOTO) -> tuple[int, dict, bytes]:
     for attempt in range(1, MAX_ATTEMPTS + 1):
         try:
             status, hdrs, data = _request_once(base, method, path, body, headers)
+        except socket.timeout:
+            raise LiteError(f"{what} ({base}) did not answer within {READ_TIMEOUT:g}s: it is paused or stuck",
+                            allowed=RESTART_HINT) from None
         except (OSError, http.client.HTTPException) as exc:
             if attempt == MAX_ATTEMPTS:
-                why = "timed out" if isinstance(exc, socket.timeout) else str(exc) or type(exc).__name__
-                raise LiteError(f"{base} does not answer ({why}, {MAX_ATTEMPTS} attempts)",
-                                allowed="`copilot-doit local status`; `copilot-doit local stop` then deploy again "
-                                        "restarts the local target") from None
+                why = str(exc) or type(exc).__name__
+                raise LiteError(f"{what} ({base}) does not answer ({why}, {MAX_ATTEMPTS} attempts)",
+                                allowed=RESTART_HINT) from None
         else:
             if not _retryable(status, data) or attempt == MAX_ATTEMPTS:
                 return status, hdrs, data
@@ -132,7 +163,7 @@ def registry_digest(registry: str, repo: str, reference: str) -> str | None:
     """Digest the registry serves for a tag or digest (HEAD with the v2/OCI Accept list), or None."""
     log_api("registry", "HeadManifest", "local")
     status, headers, _ = _request(f"http://{registry}", "HEAD", f"/v2/{repo}/manifests/{reference}", None,
-                                  {"Accept": MANIFEST_ACCEPT})
+                                  {"Accept": MANIFEST_ACCEPT}, what=REGISTRY)
     if status != 200:
         return None
     return headers.get("docker-content-digest")
@@ -141,7 +172,7 @@ def registry_digest(registry: str, repo: str, reference: str) -> str | None:
 def registry_manifest(registry: str, repo: str, reference: str) -> tuple[bytes, str]:
     log_api("registry", "GetManifest", "local")
     status, headers, body = _request(f"http://{registry}", "GET", f"/v2/{repo}/manifests/{reference}", None,
-                                     {"Accept": MANIFEST_ACCEPT})
+                                     {"Accept": MANIFEST_ACCEPT}, what=REGISTRY)
     if status != 200:
         raise LiteError(f"registry has no manifest {repo}:{reference} (HTTP {status})")
     return body, headers.get("content-type", "application/vnd.docker.distribution.manifest.v2+json")
@@ -150,7 +181,7 @@ def registry_manifest(registry: str, repo: str, reference: str) -> tuple[bytes, 
 def registry_put_manifest(registry: str, repo: str, tag: str, manifest: bytes, media_type: str) -> None:
     log_api("registry", "PutManifest", "local")
     status, _, body = _request(f"http://{registry}", "PUT", f"/v2/{repo}/manifests/{tag}", manifest,
-                               {"Content-Type": media_type})
+                               {"Content-Type": media_type}, what=REGISTRY)
     if status not in (200, 201):
         raise LiteError(f"registry refused tag {repo}:{tag} (HTTP {status}): {body[:200]!r}")
 

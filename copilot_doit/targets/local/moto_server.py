@@ -4,8 +4,10 @@ Run as `python -m copilot_doit.targets.local.moto_server -H 127.0.0.1 -p PORT` (
 The patches depend on moto internals, hence the pin `moto[server]==5.2.1` in pyproject.toml; each one
 has a test in tests/test_local_moto_patches.py that fails without it. Numbers refer to
 research/feasibility.md §1.b.6; patch 5 is ours (stack tags through change sets), and so are patch 7
-(held stack operations and CancelUpdateStack, for Ctrl-C tests) and patch 8 (updates of resources moto
-cannot update in place no longer break DescribeStackResource).
+(held stack operations and CancelUpdateStack, for Ctrl-C tests), patch 8 (updates of resources moto
+cannot update in place no longer break DescribeStackResource), patch 9 (a load balancer's `Type` from
+CloudFormation: network load balancers with TCP/UDP listeners) and patch 10 (a stack with a VPC and an
+internet gateway can be deleted).
 """
 from __future__ import annotations
 
@@ -122,9 +124,29 @@ def apply_patches() -> list[str]:
     cfn_parsing.parse_and_update_resource = parse_and_update_resource
 
     _patch_held_operations_and_cancel_update_stack(m, r, ValidationError)
+    _patch_elbv2_load_balancer_type()
+    _patch_vpc_stack_delete()
     return ["create_change_set+exports", "ecs_taskdef_update", "execute_change_set+outputs+exports",
             "update_stack_noop", "change_set_tags", "ecs_service_desired_count", "hold+cancel_update_stack",
-            "update_keeps_unupdatable_resources"]
+            "update_keeps_unupdatable_resources", "elbv2_load_balancer_type", "vpc_stack_delete"]
+
+
+# 9. Ours (issue 8, Copilot's multi-svc-app fixture): an AWS::ElasticLoadBalancingV2::LoadBalancer created by
+#    CloudFormation ignored `Type` (and `IpAddressType`), so every load balancer was an application one and a
+#    network load balancer's TCP/UDP/TCP_UDP listener failed with "Listener protocol 'UDP' must be one of
+#    'HTTP, HTTPS'". AWS creates the type asked for; the API path (CreateLoadBalancer) already did.
+def _patch_elbv2_load_balancer_type() -> None:
+    from moto.elbv2 import models as elbv2_m
+
+    def create_from_cloudformation_json(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs):
+        props = cloudformation_json["Properties"]
+        backend = elbv2_m.elbv2_backends[account_id][region_name]
+        return backend.create_load_balancer(resource_name, props.get("SecurityGroups"), props.get("Subnets"),
+                                            scheme=props.get("Scheme", "internet-facing"),
+                                            loadbalancer_type=props.get("Type"),
+                                            ip_address_type=props.get("IpAddressType", "ipv4"))
+
+    elbv2_m.FakeLoadBalancer.create_from_cloudformation_json = classmethod(create_from_cloudformation_json)
 
 
 # 7. Ours (issue 10, Ctrl-C as Copilot handles it). moto finishes every stack operation inside the
@@ -283,6 +305,43 @@ def _patch_held_operations_and_cancel_update_stack(m, r, ValidationError) -> Non
         setattr(m.CloudFormationBackend, name, settled)
 
 
+# 10. Ours (issue 8): deleting a stack that holds a VPC with an internet gateway (every environment stack, and
+#     a create that failed half-way, which copilot-doit deletes before creating again as Copilot does) failed
+#     with "DependencyViolation: The vpc ... has dependencies": moto's AWS::EC2::VPCGatewayAttachment and
+#     AWS::EC2::RouteTable (and AWS::EC2::InternetGateway) had no delete, so the gateway stayed attached and
+#     the route table stayed in the VPC. AWS detaches and deletes them. (The stack was then stuck until
+#     `copilot-doit local reset`.)
+def _patch_vpc_stack_delete() -> None:
+    from moto.ec2 import models as ec2_m
+    from moto.ec2.models.internet_gateways import InternetGateway
+    from moto.ec2.models.route_tables import RouteTable
+    from moto.ec2.models.vpn_gateway import VPCGatewayAttachment
+
+    def attachment_delete(self, account_id, region_name):
+        backend = ec2_m.ec2_backends[account_id][region_name]
+        gw = self.gateway_id or ""
+        if gw.startswith("igw-") and gw in backend.internet_gateways:
+            igw = backend.internet_gateways[gw]
+            if igw.vpc is not None and igw.vpc.id == self.vpc_id:
+                igw.vpc = None
+        elif gw.startswith("vgw-") and gw in backend.vpn_gateways:
+            backend.detach_vpn_gateway(gw, self.vpc_id)
+
+    def route_table_delete(self, account_id, region_name):
+        backend = ec2_m.ec2_backends[account_id][region_name]
+        if self.id in backend.route_tables:
+            self._associations.clear()       # the associations are the stack's own (deleted with it on AWS)
+            backend.route_tables.pop(self.id)
+
+    def internet_gateway_delete(self, account_id, region_name):
+        # Attached: the DependencyViolation makes moto's delete loop try again after the attachment is gone.
+        ec2_m.ec2_backends[account_id][region_name].delete_internet_gateway(self.id)
+
+    VPCGatewayAttachment.delete = attachment_delete
+    RouteTable.delete = route_table_delete
+    InternetGateway.delete = internet_gateway_delete
+
+
 def main(argv: list[str]) -> None:
     apply_patches()
     # Pay moto's ~1 s CloudFormation import now, not on the first deploy.
@@ -293,3 +352,4 @@ def main(argv: list[str]) -> None:
 
 if __name__ == "__main__":
     main(sys.argv[1:])
+

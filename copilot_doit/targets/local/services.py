@@ -2,6 +2,10 @@
 
 Started on first use on free 127.0.0.1 ports, recorded in `<cache>/local/services.json`, reused by later
 runs (a pid + cmdline + TCP check, well under a millisecond), stopped by `copilot-doit local stop`.
+A service is recorded the moment it is spawned, before it answers, so a run killed while it starts
+leaves a recorded process (the next run waits for it, `local stop` stops it), never an orphan; `local
+stop` also stops any process still running in the local folder with a service's command line (one
+spawned by an older layout, or in the microseconds between spawn and record).
 moto keeps its state in memory only: a restarted moto is an empty cloud, which the live checks of the
 stages notice (stacks missing) and redeploy. The registry keeps its blobs under `<cache>/local/registry`.
 """
@@ -17,7 +21,6 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,6 +69,7 @@ def _port_open(port: int) -> bool:
 
 
 def _http_ok(url: str) -> bool:
+    import urllib.request  # here: only when a service is started or checked by hand
     try:
         with urllib.request.urlopen(url, timeout=2) as r:
             return r.status == 200
@@ -105,7 +109,10 @@ def _markers(name: str) -> tuple[str, ...]:
     return MOTO_MARKERS if name == "moto" else REGISTRY_MARKERS
 
 
-def _wait_ready(url: str, proc: subprocess.Popen, log: Path, what: str, timeout: float = 60) -> None:
+START_TIMEOUT = 60.0
+
+
+def _wait_ready(url: str, proc: subprocess.Popen, log: Path, what: str, timeout: float = START_TIMEOUT) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -115,6 +122,20 @@ def _wait_ready(url: str, proc: subprocess.Popen, log: Path, what: str, timeout:
         time.sleep(0.1)
     proc.kill()
     raise ServiceUnavailable(f"{what} did not answer {url} within {timeout:.0f}s; see {log}")
+
+
+def _ready_url(name: str, port: int) -> str:
+    return f"http://127.0.0.1:{port}/moto-api/data.json" if name == "moto" else f"http://127.0.0.1:{port}/v2/"
+
+
+def _spawned(d: Path, name: str, proc: subprocess.Popen, port: int, log: Path, **extra) -> dict:
+    """Record a service the moment it is spawned (not yet answering): a run killed while it starts leaves
+    a process the state file names, which the next run waits for and `local stop` stops."""
+    entry = {"pid": proc.pid, "port": port, "started": time.time(), "log": str(log), **extra, "starting": True}
+    state = read_state(d)
+    state[name] = entry
+    _write_state(d, state)
+    return entry
 
 
 def _start_moto(d: Path) -> dict:
@@ -128,8 +149,10 @@ def _start_moto(d: Path) -> dict:
         proc = subprocess.Popen([sys.executable, "-m", MOTO_MARKER, "-H", "127.0.0.1", "-p", str(port)],
                                 stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 start_new_session=True, env=env, cwd=str(d))
-    _wait_ready(f"http://127.0.0.1:{port}/moto-api/data.json", proc, log, "the moto server")
-    return {"pid": proc.pid, "port": port, "started": time.time(), "log": str(log)}
+    entry = _spawned(d, "moto", proc, port, log)
+    _wait_ready(_ready_url("moto", port), proc, log, "the moto server")
+    entry.pop("starting")
+    return entry
 
 
 def _registry_binary() -> str:
@@ -149,43 +172,75 @@ def _start_registry(d: Path) -> dict:
     cfg.write_text(json.dumps({  # JSON is YAML: no templating of a config file
         "version": 0.1,
         "log": {"level": "warn", "accesslog": {"disabled": True}},
-        "storage": {"filesystem": {"rootdirectory": str(root)}, "delete": {"enabled": True},
-                    "cache": {"blobdescriptor": "inmemory"}},
+        # No in-memory blob descriptor cache: with it, blobs wiped from disk under a running registry
+        # were still reported present, so a push skipped them and the registry then served nothing.
+        "storage": {"filesystem": {"rootdirectory": str(root)}, "delete": {"enabled": True}},
         "http": {"addr": f"127.0.0.1:{port}"},
     }, indent=2))
     log = d / "registry.log"
     with open(log, "ab") as out:
         proc = subprocess.Popen([binary, "serve", str(cfg)], stdout=out, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, start_new_session=True, cwd=str(d))
-    _wait_ready(f"http://127.0.0.1:{port}/v2/", proc, log, "docker-registry")
-    return {"pid": proc.pid, "port": port, "started": time.time(), "log": str(log), "root": str(root)}
+    entry = _spawned(d, "registry", proc, port, log, root=str(root))
+    _wait_ready(_ready_url("registry", port), proc, log, "docker-registry")
+    entry.pop("starting")
+    return entry
+
+
+def _adopt_or_clear(d: Path, state: dict, name: str) -> bool:
+    """A recorded service that runs but does not answer yet was spawned by a run killed while it started:
+    wait for it (bounded) and keep it; one that never answers is stopped. True when it answers now."""
+    s = state.get(name)
+    if not s or not _alive(s["pid"], _markers(name)):
+        return False
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline and _alive(s["pid"], _markers(name)):
+        if _http_ok(_ready_url(name, s["port"])):
+            s.pop("starting", None)
+            return True
+        time.sleep(0.1)
+    _terminate(s["pid"], _markers(name))
+    return False
 
 
 def ensure_running(cache_root) -> Endpoints:
     d = local_dir(cache_root)
     state = read_state(d)
-    if _running(state, "moto") and _running(state, "registry"):
+    if _running(state, "moto") and _running(state, "registry") and not _starting(state):
         return _endpoints(state)
     with _locked(d):
         state = read_state(d)
         changed = False
-        if not _running(state, "moto"):
-            print(f"local: starting the moto server (state in {d})", file=sys.stderr)
-            state["moto"] = _start_moto(d)
+        for name, start, what in (("moto", _start_moto, f"the moto server (state in {d})"),
+                                  ("registry", _start_registry, f"docker-registry (blobs in {d / 'registry'})")):
+            if _running(state, name) and not state[name].get("starting"):
+                continue
             changed = True
-        if not _running(state, "registry"):
-            print(f"local: starting docker-registry (blobs in {d / 'registry'})", file=sys.stderr)
-            state["registry"] = _start_registry(d)
-            changed = True
+            if _adopt_or_clear(d, state, name):
+                print(f"local: {name} (pid {state[name]['pid']}) started by an interrupted run answers now; "
+                      "kept", file=sys.stderr)
+                continue
+            for pid, stray in strays(d, {s["pid"] for s in state.values() if isinstance(s, dict) and "pid" in s}):
+                if stray == name:  # spawned by a run killed before it could record it: nobody uses it
+                    print(f"local: stopping {name} pid {pid}, left unrecorded by an interrupted start", file=sys.stderr)
+                    _terminate(pid, _markers(name))
+            print(f"local: starting {what}", file=sys.stderr)
+            state[name] = start(d)
+            _write_state(d, state)
         if changed:
             _write_state(d, state)
     return _endpoints(state)
 
 
+def _starting(state: dict) -> bool:
+    return any((state.get(name) or {}).get("starting") for name in ("moto", "registry"))
+
+
 def running_endpoints(cache_root) -> Endpoints | None:
     """The endpoints when both services run, else None (starts nothing)."""
     state = read_state(local_dir(cache_root))
-    return _endpoints(state) if _running(state, "moto") and _running(state, "registry") else None
+    up = _running(state, "moto") and _running(state, "registry") and not _starting(state)
+    return _endpoints(state) if up else None
 
 
 def _endpoints(state: dict) -> Endpoints:
@@ -193,24 +248,65 @@ def _endpoints(state: dict) -> Endpoints:
                      registry=f"127.0.0.1:{state['registry']['port']}")
 
 
+def _terminate(pid: int, markers: tuple[str, ...]) -> None:
+    """SIGTERM (and SIGCONT, so a paused service gets it), then SIGKILL after 5 s."""
+    try:
+        os.kill(pid, signal.SIGTERM)
+        os.kill(pid, signal.SIGCONT)
+    except ProcessLookupError:
+        return
+    for _ in range(50):
+        if not _alive(pid, markers):
+            return
+        time.sleep(0.1)
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def strays(d: Path, known: set[int] = frozenset()) -> list[tuple[int, str]]:
+    """Processes running in the local folder `d` with a service's command line that the state file does
+    not name: (pid, service). The services are started with `d` as their working directory."""
+    try:
+        target = os.path.realpath(d)
+    except OSError:
+        return []
+    found = []
+    for entry in os.listdir("/proc") if os.path.isdir("/proc") else ():
+        if not entry.isdigit() or int(entry) in known or int(entry) == os.getpid():
+            continue
+        pid = int(entry)
+        try:
+            if os.readlink(f"/proc/{pid}/cwd") != target:
+                continue
+        except OSError:
+            continue
+        for name in ("moto", "registry"):
+            if _alive(pid, MOTO_MARKERS if name == "moto" else (str(d / "registry.yml"),)):
+                found.append((pid, name))
+                break
+    return found
+
+
 def stop(cache_root) -> list[str]:
-    """Stop the services this cache started (by their recorded pids only)."""
+    """Stop the services this cache started: by their recorded pids, and any stray still running in the
+    local folder with a service's command line (spawned by a run killed before it recorded it)."""
     d = local_dir(cache_root)
     stopped = []
     with _locked(d):
         state = read_state(d)
+        known = set()
         for name in ("moto", "registry"):
             s, marker = state.get(name), _markers(name)
             if s and _alive(s["pid"], marker):
-                os.kill(s["pid"], signal.SIGTERM)
-                for _ in range(50):
-                    if not _alive(s["pid"], marker):
-                        break
-                    time.sleep(0.1)
-                else:
-                    os.kill(s["pid"], signal.SIGKILL)
+                known.add(s["pid"])
+                _terminate(s["pid"], marker)
                 stopped.append(f"{name} (pid {s['pid']}, port {s['port']})")
             state.pop(name, None)
+        for pid, name in strays(d, known):
+            _terminate(pid, _markers(name))
+            stopped.append(f"{name} (pid {pid}, not recorded: left by an interrupted start)")
         _write_state(d, state)
     return stopped
 
@@ -223,6 +319,7 @@ def status(cache_root) -> dict:
 
 def reset(cache_root) -> None:
     """Wipe the emulator's state (stacks, ECR records, buckets); the registry's blobs stay."""
+    import urllib.request
     e = ensure_running(cache_root)
     req = urllib.request.Request(f"{e.moto_url}/moto-api/reset", method="POST")
     with urllib.request.urlopen(req, timeout=10):

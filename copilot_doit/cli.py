@@ -1,6 +1,7 @@
 """`copilot-doit`: Copilot's `deploy` command line over the doit tasks, plus a few maintenance commands.
 
     copilot-doit deploy -n frontend -e test [--force] [--no-rollback] [--resource-tags k=v] [--tag T]
+                        [--all] [--all-envs] [--diff | --diff-yes] [--detach]
     copilot-doit plan -n frontend -e test
     copilot-doit svc|job package -n frontend -e test [--tag T] [--output-dir DIR] [--upload-assets]
     copilot-doit env package -n test [--output-dir DIR] [--upload-assets]
@@ -22,10 +23,19 @@ Usage:
 
 Flags:
   -a, --app string                     Name of the application.
+      --all                            Optional. Deploy all workloads with manifests in the current Copilot workspace.
+      --all-envs                       Optional. Deploy to every environment of the workspace (copilot-doit;
+                                       without -e and with more than one environment, deploy asks which on
+                                       a terminal and otherwise stops).
+      --detach                         Optional. Skip displaying CloudFormation deployment progress
+                                       (start the stack operations and return without waiting).
+      --diff                           Compares the generated CloudFormation template to the deployed stack.
+      --diff-yes                       Skip interactive approval of diff before deploying.
   -e, --env string                     Name of the environment.
       --force                          Optional. Force a new service deployment using the existing image.
   -h, --help                           help for deploy
-  -n, --name string                    Name of the service or job.
+  -n, --name string                    Name of the service or job. Without it, deploy asks which on a
+                                       terminal and otherwise deploys all workloads (and says so).
       --no-rollback bool               Optional. Disable automatic stack
                                        rollback in case of deployment failure.
                                        We do not recommend using this flag for a
@@ -57,7 +67,8 @@ commands:
             print or write the stack template and parameters (Copilot's file names); changes nothing
             unless --upload-assets (see `copilot-doit svc package -h`)
   local     status | stop | reset   the embedded moto server and registry of the local target
-  cache     usage | prune --older-than DAYS | verify (every object and record checked, stray temp files removed)
+  cache     usage | prune --older-than DAYS | verify [--temp-older-than SECONDS] (every object and record
+            checked, stray temp files older than an hour, or SECONDS, removed)
 """
 
 
@@ -128,6 +139,12 @@ def deploy_parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument("--deploy-env", action="store_true")
     p.add_argument("-j", "--jobs", type=int, default=1)
     p.add_argument("-h", "--help", action="store_true")
+    if prog.endswith("deploy"):
+        p.add_argument("--all", nargs="?", const=True, default=False, type=_bool)
+        p.add_argument("--all-envs", nargs="?", const=True, default=False, type=_bool)
+        p.add_argument("--diff", nargs="?", const=True, default=False, type=_bool)
+        p.add_argument("--diff-yes", nargs="?", const=True, default=False, type=_bool)
+        p.add_argument("--detach", nargs="?", const=True, default=False, type=_bool)
     return p
 
 
@@ -155,6 +172,8 @@ def doit_argv(task: str, a: argparse.Namespace) -> list[str]:
         argv.append("no-wait=1")
     if getattr(a, "deploy_env", False):
         argv.append("deploy-env=1")
+    if getattr(a, "detach", False):
+        argv.append("detach=1")
     return argv
 
 
@@ -171,6 +190,167 @@ def run_doit(argv: list[str]) -> int:
     return interrupt.EXIT_CODE if interrupt.last_interrupted() else rc
 
 
+def _usage_error(message: str) -> int:
+    """One line on stderr and exit code 2 (a usage error: nothing was started or changed)."""
+    print(f"copilot-doit deploy: {message}", file=sys.stderr)
+    return 2
+
+
+def _split(values: list[str] | None) -> list[str]:
+    return [v.split("/")[0] for item in values or [] for v in item.split(",") if v]
+
+
+def _env_hint(ws, env: str) -> str:
+    st = ws.env_settings(env)
+    if st.target == "local":
+        return "local target"
+    return ", ".join(x for x in ("aws", st.region, st.profile and f"profile {st.profile}",
+                                 st.account and f"account {st.account}") if x)
+
+
+def _workload_type(ws, name: str) -> str:
+    import re
+    try:
+        text = ws.manifest_path(name).read_text(errors="replace")
+    except OSError:
+        return ""
+    m = re.search(r"^type:\s*['\"]?([^'\"#\n]+?)['\"]?\s*(#.*)?$", text, re.M)
+    return m.group(1) if m else ""
+
+
+def select_for_deploy(a: argparse.Namespace, tty: bool) -> int | None:
+    """Fill in `a.name` / `a.env` when they are missing (issue #13, safe selection). Returns an exit code
+    to stop with, or None to go on.
+
+    Environments: `-e`, or `--all-envs` on purpose; a workspace with one environment needs no question;
+    otherwise a terminal is asked (Copilot's "Select an environment to deploy to") and without one the run
+    stops (exit 2) listing them. Workloads: `-n`, or `--all`; a terminal is asked (with an "all" choice);
+    without one every workload is deployed and the first line of output says so.
+    """
+    from . import prompts
+    from .errors import UserError
+    from .workspace import load_workspace
+    if a.env and a.all_envs:
+        return _usage_error("-e and --all-envs: name the environments or deploy to all of them, not both")
+    if a.all:
+        a.name = None
+    if a.env and a.name:
+        return None
+    try:
+        ws = load_workspace(app_override=a.app)
+    except UserError:
+        return None  # the run itself reports what is wrong with the workspace, as it always did
+    envs = ws.environments
+    ask_env = not a.env and not a.all_envs and len(envs) > 1
+    if ask_env and not tty:
+        return _usage_error(
+            f"{len(envs)} environments in the workspace ({', '.join(envs)}) and none named: name one with "
+            f"-e (e.g. `-e {envs[0]}`), or pass --all-envs to deploy to every environment on purpose")
+    try:
+        if not a.name and not a.all and tty and len(ws.workloads) > 1:
+            a.name = prompts.select_many(
+                "Select one or more services or jobs in your workspace.",
+                [(n, _workload_type(ws, n)) for n in ws.workloads], "Workloads")
+        if ask_env:
+            a.env = [prompts.select_one("Select an environment to deploy to",
+                                        [(e, _env_hint(ws, e)) for e in envs], "Environment")]
+    except prompts.Cancelled as exc:
+        print(f"{exc}: nothing deployed", file=sys.stderr)
+        from .interrupt import EXIT_CODE
+        return EXIT_CODE if exc.interrupted else 1
+    if not a.env:
+        a.env = list(envs)   # --all-envs, or the only environment: named, so the run deploys exactly these
+    if not a.name:
+        a.name = list(ws.workloads)
+        if not a.all and not tty and ws.workloads:
+            print(f"deploying all {len(ws.workloads)} workloads of the workspace ({', '.join(ws.workloads)}): "
+                  "no -n given and no terminal to ask on (as Copilot's --all)" if len(ws.workloads) > 1 else
+                  f"deploying workload {ws.workloads[0]}, the only one of the workspace: no -n given", flush=True)
+    return None
+
+
+def _stack_changes(plan) -> tuple[list, list]:
+    """(stage lines, stack plans) of the stacks a deploy would change: an environment stack whose stage
+    runs; a workload stack whose template or parameters differ, which is new, whose diff is not known yet
+    (a new image), or which --force redeploys."""
+    import dataclasses
+    by_task = {st.task: st for st in plan.stages}
+    stages, stacks = [], []
+    for sp in plan.stacks:
+        task = f"env:{sp.env}" if sp.name is None else f"deploy:{sp.name}@{sp.env}"
+        st = by_task.get(task)
+        if st is None or not st.run:
+            continue
+        unchanged = (sp.name is not None and not sp.template_diff and not sp.parameters_diff
+                     and "equal the deployed stack" in sp.note and not st.reason.startswith("force"))
+        if not unchanged:
+            what = [w for w, d in (("template", sp.template_diff), ("parameters", sp.parameters_diff)) if d]
+            why = f"{' and '.join(what)} differ from the deployed stack" if what else st.reason
+            stages.append(dataclasses.replace(st, reason=f"stack {sp.stack}: {why}"))
+            stacks.append(sp)
+    return stages, stacks
+
+
+def show_diff(a: argparse.Namespace, ask: bool) -> int | None:
+    """--diff / --diff-yes: print each stack the deploy would change with its template and parameter
+    diffs (the plan, read-only), then ask. Returns an exit code to stop with, or None to deploy."""
+    from . import plan as plan_mod
+    from . import prompts
+    from .errors import StageFailed, UserError
+    from .session import Options, Session, parse_resource_tags
+    try:
+        s = Session(Options(names=_split(a.name) or None, envs=_split(a.env) or None, app=a.app,
+                            force=bool(a.force), no_rollback=bool(a.no_rollback),
+                            resource_tags=parse_resource_tags(",".join(a.resource_tags or [])), tag=a.tag,
+                            deploy_env=bool(a.deploy_env)))
+        plan = plan_mod.build_plan(s)
+        s.flush()
+    except (UserError, StageFailed) as exc:
+        print(f"ERROR: {exc}", file=sys.stderr)
+        return 1
+    stages, changed = _stack_changes(plan)
+    if not changed:
+        print("no changes: every selected stack's template and parameters equal the deployed ones", flush=True)
+        return None
+    print(f"{len(changed)} stack(s) would change: {', '.join(sp.stack for sp in changed)}")
+    sys.stdout.write(plan_mod.as_text(plan_mod.Plan(plan.app, stages=stages, stacks=changed)))
+    sys.stdout.flush()
+    if not ask:
+        print("--diff-yes: deploying", flush=True)
+        return None
+    try:
+        go = prompts.confirm("Continue with the deployment?")
+    except prompts.Cancelled as exc:
+        print(f"{exc}: nothing deployed", flush=True)
+        from .interrupt import EXIT_CODE
+        return EXIT_CODE if exc.interrupted else 0
+    if not go:
+        print("nothing deployed", flush=True)
+        return 0
+    return None
+
+
+def _deploy(rest: list[str]) -> int:
+    a = deploy_parser("copilot-doit deploy").parse_args(rest)
+    if a.help:
+        print(DEPLOY_HELP)
+        return 0
+    from . import prompts
+    tty = prompts.interactive()
+    if a.diff and not a.diff_yes and not tty:
+        return _usage_error("--diff asks before deploying, and there is no terminal to ask on (stdin and stdout "
+                            "must be one): use --diff-yes to show the diff and deploy, or `copilot-doit plan` "
+                            "to only show it")
+    stop = select_for_deploy(a, tty)
+    if stop is not None:
+        return stop
+    if a.diff or a.diff_yes:
+        stop = show_diff(a, ask=not a.diff_yes)
+        if stop is not None:
+            return stop
+    return run_doit(doit_argv("deploy", a))
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
@@ -178,11 +358,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     cmd, rest = argv[0], argv[1:]
     if cmd == "deploy":
-        a = deploy_parser(f"copilot-doit {cmd}").parse_args(rest)
-        if a.help:
-            print(DEPLOY_HELP)
-            return 0
-        return run_doit(doit_argv(cmd, a))
+        return _deploy(rest)
     if cmd == "plan":
         return _plan(rest)
     if cmd in ("svc", "job", "env") and rest[:1] == ["package"]:
@@ -320,6 +496,9 @@ def _cache(rest: list[str]) -> int:
     p = _Args(prog="copilot-doit cache")
     p.add_argument("action", choices=["usage", "prune", "verify"])
     p.add_argument("--older-than", type=float, default=30.0, help="days (prune)")
+    p.add_argument("--temp-older-than", type=float, default=3600.0,
+                   help="seconds (verify): stray .tmp-* files older than this are removed; 0 removes every one "
+                        "(safe while no other copilot-doit command runs on this cache, read-only ones included)")
     a = p.parse_args(rest)
     root = _cache_root()
     c = Cache(root)
@@ -332,7 +511,7 @@ def _cache(rest: list[str]) -> int:
         if a.action == "prune":
             print(f"removed {c.prune(a.older_than)} entries not written for {a.older_than:g} days")
         else:
-            print(c.verify().summary())
+            print(c.verify(remove_temp_older_than=a.temp_older_than).summary())
     return 0
 
 

@@ -34,6 +34,7 @@ class Options:
     resource_tags: dict = field(default_factory=dict)
     tag: str | None = None
     deploy_env: bool = False   # replace the template of an environment stack Copilot created
+    detach: bool = False       # --detach: start workload stack operations and return without waiting
 
 
 # Tags copilot-doit and Copilot set themselves: a user's value would be silently replaced, so refuse it.

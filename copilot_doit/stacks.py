@@ -184,11 +184,13 @@ def template_source(target: Target, app: str, name: str, body: str) -> dict:
 
 
 def deploy(target: Target, name: str, template_body: str, parameters: dict, tags: dict,
-           disable_rollback: bool = False, timeout: float = 5400, app: str | None = None) -> dict:
+           disable_rollback: bool = False, timeout: float = 5400, app: str | None = None,
+           wait: bool = True) -> dict:
     """Upsert `name`. Returns {"stack_id", "status", "changed"}; raises StageFailed with the reason.
-    `app` names the artifact bucket a template too large for TemplateBody is uploaded to."""
+    `app` names the artifact bucket a template too large for TemplateBody is uploaded to. `wait=False`
+    (--detach) returns once the change set is executing, with "detached": True and no final status."""
     try:
-        return _deploy(target, name, template_body, parameters, tags, disable_rollback, timeout, app)
+        return _deploy(target, name, template_body, parameters, tags, disable_rollback, timeout, app, wait)
     except Exception as exc:  # a call outside _call (an upload, a describe) that failed or got no answer
         failed = api_failure(f"deploying stack {name}", exc)
         if failed is None:
@@ -197,7 +199,7 @@ def deploy(target: Target, name: str, template_body: str, parameters: dict, tags
 
 
 def _deploy(target: Target, name: str, template_body: str, parameters: dict, tags: dict,
-            disable_rollback: bool, timeout: float, app: str | None) -> dict:
+            disable_rollback: bool, timeout: float, app: str | None, wait: bool = True) -> dict:
     cfn = target.client("cloudformation")
     current = prepare(target, cfn, name, tags.get(KEY_TAG), parameters)
     if current is not None and current.get("adopted"):
@@ -228,6 +230,9 @@ def _deploy(target: Target, name: str, template_body: str, parameters: dict, tag
                                        timeout=timeout):
         _call("ExecuteChangeSet", cfn.execute_change_set, ChangeSetName=cs_id, StackName=name,
               DisableRollback=disable_rollback)
+        if not wait:
+            return {"stack_id": cs.get("StackId") or desc.get("StackId"), "status": None, "changed": True,
+                    "detached": True}
         final = _stream(cfn, name, started, timeout)
     if final["StackStatus"] not in STABLE_STATES:
         reasons = _failure_reasons(cfn, name, started)

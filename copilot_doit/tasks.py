@@ -7,8 +7,10 @@
     deploy                        the group: every selected deploy:<name>@<env>
     plan                          print what would run and why, with template and parameter diffs
 
-Variables: name= (comma list), env= (comma list), app=, tag=, force=1, no-rollback=1,
-resource-tags=k=v,k2=v2, deploy-env=1 (replace an env stack Copilot created), no-wait=1 (fail at once if another run holds the cache lock). Each task's `uptodate` is a `StageCheck`, whose text is the reason doit shows
+Variables: name= (comma list), env= (comma list; `all` for every environment: a run that may change
+anything, without env=, in a workspace with more than one environment, stops with exit 2), app=, tag=, force=1, no-rollback=1,
+resource-tags=k=v,k2=v2, deploy-env=1 (replace an env stack Copilot created), detach=1 (start the workload
+stacks' operations and return without waiting; not recorded, the next run checks them again), no-wait=1 (fail at once if another run holds the cache lock). Each task's `uptodate` is a `StageCheck`, whose text is the reason doit shows
 in `doit info`; the reporter prints the same reason beside doit's `.` / `--` marks.
 """
 from __future__ import annotations
@@ -47,8 +49,8 @@ _OPTIONS_WITH_VALUE = {"-n", "--process", "-P", "--parallel-type", "-f", "--file
                        "--db-file", "--dep-file", "--backend", "--check_file_uptodate", "--codec-cls"}
 
 
-def changes_the_world(argv: list[str]) -> bool:
-    """Whether this doit command line may run a stage (so must hold the cache lock)."""
+def _words(argv: list[str]) -> list[str]:
+    """The command and task names of a doit command line (no options, no name=value variables)."""
     words, skip = [], False
     for a in argv:
         if skip:
@@ -57,10 +59,38 @@ def changes_the_world(argv: list[str]) -> bool:
             skip = True
         elif not a.startswith("-") and "=" not in a:
             words.append(a)
+    return words
+
+
+def changes_the_world(argv: list[str]) -> bool:
+    """Whether this doit command line may run a stage (so must hold the cache lock)."""
+    words = _words(argv)
     if words and words[0] in READ_ONLY_COMMANDS:
         return False
     targets = words[1:] if words and words[0] == "run" else words
     return any(t != "plan" for t in targets) or not targets
+
+
+def asks_which_env(argv: list[str]) -> bool:
+    """A run without env= that may change anything through a group (`deploy`, `build`, …, or the default
+    task): which environments is a question. A task named with its environment (`env:test`,
+    `deploy:api@prod`) is no question."""
+    if not changes_the_world(argv):
+        return False
+    words = _words(argv)
+    targets = words[1:] if words and words[0] == "run" else words
+    return not targets or any(":" not in t and t != "plan" for t in targets)
+
+
+def refuse_unnamed_envs(app: str | None) -> None:
+    """Exit 2 with one line when the workspace has more than one environment (issue #13: never every
+    environment, production included, by default)."""
+    from .workspace import load_workspace
+    envs = load_workspace(app_override=app).environments
+    if len(envs) > 1:
+        print(f"ERROR: {len(envs)} environments in the workspace ({', '.join(envs)}) and no env= given: name "
+              f"one (env={envs[0]}), or env=all to deploy to every environment on purpose", file=sys.stderr)
+        raise SystemExit(2)
 
 
 def _list(value: str | None) -> list[str] | None:
@@ -74,10 +104,11 @@ def _flag(value: str | None) -> bool:
 
 
 def options_from_vars() -> Options:
-    return Options(names=_list(get_var("name")), envs=_list(get_var("env")), app=get_var("app") or None,
+    envs = _list(get_var("env"))
+    return Options(names=_list(get_var("name")), envs=None if envs == ["all"] else envs, app=get_var("app") or None,
                    force=_flag(get_var("force")), no_rollback=_flag(get_var("no-rollback")),
                    resource_tags=parse_resource_tags(get_var("resource-tags")), tag=get_var("tag") or None,
-                   deploy_env=_flag(get_var("deploy-env")))
+                   deploy_env=_flag(get_var("deploy-env")), detach=_flag(get_var("detach")))
 
 
 def session() -> Session:
@@ -87,8 +118,12 @@ def session() -> Session:
     marker = id(cmd._CMDLINE_VARS)
     if _SESSION is None or _SESSION[0] != marker:
         try:
-            s = Session(options_from_vars())
-            if changes_the_world(COMMAND_ARGV if COMMAND_ARGV is not None else sys.argv[1:]):
+            argv = COMMAND_ARGV if COMMAND_ARGV is not None else sys.argv[1:]
+            opts = options_from_vars()
+            if not get_var("env") and asks_which_env(argv):
+                refuse_unnamed_envs(opts.app)
+            s = Session(opts)
+            if changes_the_world(argv):
                 hold_cache_lock(s)
         except UserError as exc:
             raise InvalidCommand(str(exc)) from None

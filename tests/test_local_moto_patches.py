@@ -222,3 +222,94 @@ def test_patch10_a_stack_with_a_vpc_and_internet_gateway_deletes(cfn, services_u
                        aws_access_key_id="testing", aws_secret_access_key="testing")
     assert not [v for v in ec2.describe_vpcs()["Vpcs"] if v["VpcId"] == out["Vpc"]]
     assert not [g for g in ec2.describe_internet_gateways()["InternetGateways"] if g["InternetGatewayId"] == out["Igw"]]
+
+
+def _nested_fixture(cfn, services_up):
+    """A bucket holding nested templates (TemplateURL path-style at localhost, as the local target uploads them)."""
+    from urllib.parse import urlsplit
+    s3 = boto3.client("s3", endpoint_url=services_up.moto_url, region_name="us-east-1",
+                      aws_access_key_id="testing", aws_secret_access_key="testing")
+    ddb = boto3.client("dynamodb", endpoint_url=services_up.moto_url, region_name="us-east-1",
+                       aws_access_key_id="testing", aws_secret_access_key="testing")
+    bucket = name()
+    s3.create_bucket(Bucket=bucket)
+    port = urlsplit(services_up.moto_url).port
+
+    def table(table_name):
+        return {"Type": "AWS::DynamoDB::Table", "Properties": {
+            "TableName": table_name, "BillingMode": "PAY_PER_REQUEST",
+            "AttributeDefinitions": [{"AttributeName": "id", "AttributeType": "S"}],
+            "KeySchema": [{"AttributeName": "id", "KeyType": "HASH"}]}}
+
+    def url(resources: dict) -> str:
+        body = {"Parameters": {"T": {"Type": "String"}},
+                "Resources": {"Table": table({"Ref": "T"}), **resources},
+                "Outputs": {"TableName": {"Value": {"Ref": "Table"}}}}
+        key = name() + ".yml"
+        s3.put_object(Bucket=bucket, Key=key, Body=json.dumps(body).encode())
+        return f"http://localhost:{port}/{bucket}/{key}"
+
+    def parent(*nested: str) -> dict:
+        return {"Parameters": {n + "Url": {"Type": "String"} for n in nested},
+                "Resources": {n: {"Type": "AWS::CloudFormation::Stack", "Properties": {
+                    "TemplateURL": {"Ref": n + "Url"}, "Parameters": {"T": {"Fn::Sub": "${AWS::StackName}-" + n}}}}
+                    for n in nested}}
+
+    return ddb, table, url, parent
+
+
+def test_patch11_a_failed_nested_stack_update_rolls_back_and_describe_stacks_answers(cfn, services_up):
+    ddb, table, url, parent = _nested_fixture(cfn, services_up)
+    stack = name()
+    v1 = url({})
+    assert via_change_set(cfn, stack, parent("Addons"), params={"AddonsUrl": v1})["StackStatus"] == "CREATE_COMPLETE"
+    nested_id = cfn.describe_stack_resource(StackName=stack, LogicalResourceId="Addons")["StackResourceDetail"]["PhysicalResourceId"]
+    nested = cfn.describe_stacks(StackName=nested_id)["Stacks"][0]
+    own = f"{stack}-Addons"
+    assert nested["Outputs"][0]["OutputValue"] == own
+    taken = name()
+    ddb.create_table(**{k: v for k, v in table(taken)["Properties"].items()})
+
+    # The nested update fails (a table of that name exists). Without the patch ExecuteChangeSet answered
+    # "Table already exists", four half-created nested stacks stayed CREATE_IN_PROGRESS and every
+    # DescribeStacks without a name answered HTTP 400 until the emulator was reset.
+    first = name()   # created before the failing one, removed by the rollback
+    st = via_change_set(cfn, stack, parent("Addons"), params={"AddonsUrl": url({"First": table(first), "Clash": table(taken)})})
+    assert st["StackStatus"] == "UPDATE_ROLLBACK_COMPLETE", st
+    assert {p["ParameterKey"]: p["ParameterValue"] for p in st["Parameters"]} == {"AddonsUrl": v1}
+    listed = {s["StackId"]: s["StackStatus"] for s in cfn.describe_stacks()["Stacks"]}      # answers
+    assert not [s for s, status in listed.items() if f"/{stack}" in s and status.endswith("_IN_PROGRESS")]
+    nested = cfn.describe_stacks(StackName=nested_id)["Stacks"][0]                          # the same one, in place
+    assert nested["StackId"] in listed and nested["StackStatus"] == "UPDATE_ROLLBACK_COMPLETE"
+    assert nested["Outputs"][0]["OutputValue"] == own and own in ddb.list_tables()["TableNames"]
+    assert "Clash" not in json.dumps(cfn.get_template(StackName=nested_id)["TemplateBody"])
+    assert first not in ddb.list_tables()["TableNames"]
+    failed = [e for e in cfn.describe_stack_events(StackName=stack)["StackEvents"] if e["ResourceStatus"] == "UPDATE_FAILED"]
+    assert failed and failed[0]["LogicalResourceId"] == "Addons"
+    assert f"Table already exists: {taken}" in failed[0]["ResourceStatusReason"]
+    inner = [e for e in cfn.describe_stack_events(StackName=nested_id)["StackEvents"] if e["ResourceStatus"] == "CREATE_FAILED"]
+    assert inner and inner[0]["LogicalResourceId"] == "Clash"
+
+    # A good update then goes through, in place (the table the nested stack holds is kept; the one the
+    # rollback removed is created again).
+    st = via_change_set(cfn, stack, parent("Addons"), params={"AddonsUrl": url({"First": table(first)})})
+    assert st["StackStatus"] == "UPDATE_COMPLETE"
+    nested = cfn.describe_stacks(StackName=nested_id)["Stacks"][0]
+    assert nested["StackStatus"] == "UPDATE_COMPLETE"
+    assert {own, first} <= set(ddb.list_tables()["TableNames"])
+
+
+def test_patch11_a_nested_stack_that_fails_to_create_leaves_nothing_half_made(cfn, services_up):
+    ddb, table, url, parent = _nested_fixture(cfn, services_up)
+    stack = name()
+    v1 = url({})
+    via_change_set(cfn, stack, parent("Addons"), params={"AddonsUrl": v1})
+    taken = name()
+    ddb.create_table(**{k: v for k, v in table(taken)["Properties"].items()})
+    before = {s["StackId"] for s in cfn.describe_stacks()["Stacks"] if f"/{stack}" in s["StackId"]}
+    st = via_change_set(cfn, stack, parent("Addons", "Extra"), params={"AddonsUrl": v1, "ExtraUrl": url({"Clash": table(taken)})})
+    assert st["StackStatus"] == "UPDATE_ROLLBACK_COMPLETE", st
+    after = cfn.describe_stacks()["Stacks"]                                                   # answers
+    assert {s["StackId"] for s in after if f"/{stack}" in s["StackId"]} == before                                           # no half-made nested stack
+    assert f"{stack}-Extra" not in ddb.list_tables()["TableNames"]                           # its first table removed
+    assert {r["LogicalResourceId"] for r in cfn.describe_stack_resources(StackName=stack)["StackResources"]} == {"Addons"}

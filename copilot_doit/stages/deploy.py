@@ -106,10 +106,22 @@ def run(s: Session, name: str, env: str) -> dict:
     target.register_workload(s.ws.app, name, m.type)
     print(f"deploying stack {stack_name} ({target.kind} target): {st.reason}")
     started = time.time()
+    # --detach: not for a stack another selected deploy waits for (a subscriber needs its topics).
+    waiters = [n for n in s.names if stage_id("deploy", name, env) in ordering(s, n, env)]
+    if s.opts.detach and waiters:
+        print(f"  --detach: waiting for stack {stack_name} all the same: {', '.join(waiters)} subscribe to its topics")
     out = stacks.deploy(target, stack_name, deploy_body, st.inputs["parameters"],
                         {**st.inputs["tags"], stacks.KEY_TAG: st.key.hex}, disable_rollback=s.opts.no_rollback,
-                        app=s.ws.app)
+                        app=s.ws.app, wait=not (s.opts.detach and not waiters))
     s.changed(env, name=name)
+    if out.get("detached"):
+        # Not recorded: the next run checks the live stack again (and waits for it while it is in progress).
+        url = target.client("cloudformation").meta.endpoint_url
+        where = f" --region {target.settings.region}" + ("" if "amazonaws.com" in url else f" --endpoint-url {url}")
+        print(f"detached: stack {stack_name} is being deployed; follow it with `aws cloudformation "
+              f"describe-stack-events --stack-name {stack_name}{where}`"
+              + ("; --force: no new ECS deployment is forced while detached" if s.opts.force else ""))
+        return {"stack": stack_name, "stack_id": out.get("stack_id"), "detached": True}
     if s.opts.force and m.type != JOB:
         cluster = (env_stage.status(s, None, env).result or {}).get("outputs", {}).get("ClusterId")
         print("  " + stacks.force_new_deployment(target, stack_name, cluster, started))

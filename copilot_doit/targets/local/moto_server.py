@@ -6,8 +6,9 @@ has a test in tests/test_local_moto_patches.py that fails without it. Numbers re
 research/feasibility.md §1.b.6; patch 5 is ours (stack tags through change sets), and so are patch 7
 (held stack operations and CancelUpdateStack, for Ctrl-C tests), patch 8 (updates of resources moto
 cannot update in place no longer break DescribeStackResource), patch 9 (a load balancer's `Type` from
-CloudFormation: network load balancers with TCP/UDP listeners) and patch 10 (a stack with a VPC and an
-internet gateway can be deleted).
+CloudFormation: network load balancers with TCP/UDP listeners), patch 10 (a stack with a VPC and an
+internet gateway can be deleted) and patch 11 (a failed update rolls back; nested stacks are updated in
+place, and one that fails to create or update leaves no half-made stack behind).
 """
 from __future__ import annotations
 
@@ -123,12 +124,14 @@ def apply_patches() -> list[str]:
 
     cfn_parsing.parse_and_update_resource = parse_and_update_resource
 
+    _patch_failed_update_rolls_back(m, cfn_parsing)   # before patch 7: a held update that fails rolls back too
     _patch_held_operations_and_cancel_update_stack(m, r, ValidationError)
     _patch_elbv2_load_balancer_type()
     _patch_vpc_stack_delete()
     return ["create_change_set+exports", "ecs_taskdef_update", "execute_change_set+outputs+exports",
             "update_stack_noop", "change_set_tags", "ecs_service_desired_count", "hold+cancel_update_stack",
-            "update_keeps_unupdatable_resources", "elbv2_load_balancer_type", "vpc_stack_delete"]
+            "update_keeps_unupdatable_resources", "elbv2_load_balancer_type", "vpc_stack_delete",
+            "failed_update_rolls_back+nested_stacks"]
 
 
 # 9. Ours (issue 8, Copilot's multi-svc-app fixture): an AWS::ElasticLoadBalancingV2::LoadBalancer created by
@@ -340,6 +343,193 @@ def _patch_vpc_stack_delete() -> None:
     VPCGatewayAttachment.delete = attachment_delete
     RouteTable.delete = route_table_delete
     InternetGateway.delete = internet_gateway_delete
+
+
+# 11. Ours (issue 10): a failed nested-stack update broke DescribeStacks until `copilot-doit local reset`.
+#     moto has no rollback ("TODO: handle execution errors and implement rollback"): an UPDATE change set
+#     whose resource failed made ExecuteChangeSet answer the resource's error, and left the stack half
+#     updated (its resource map on the new template and parameters, its status and template the old ones).
+#     A nested stack (AWS::CloudFormation::Stack, a workload's AddonsStack) was worse: moto "updated" it by
+#     deleting it and creating a new one, and a create that failed half-way stayed CREATE_IN_PROGRESS with
+#     its outputs unresolved -- once per retry of moto's update loop -- so every DescribeStacks without a
+#     name (copilot-doit's live check, `plan`) re-ran the failed create lazily and answered its error (e.g.
+#     DynamoDB's "Table already exists") with HTTP 400, and the old nested stack (the addons' table and
+#     policy) was gone. As on AWS now:
+#     - a nested stack is updated in place (same stack, same resources), and a failed update of it rolls
+#       it back (UPDATE_ROLLBACK_COMPLETE) before the parent learns of the failure;
+#     - a nested stack that fails to create is rolled back and deleted (DELETE_COMPLETE), never left half-made;
+#     - an UPDATE change set that fails is rolled back: the stack's resources are brought back to the
+#       previous template and parameters, it ends UPDATE_ROLLBACK_COMPLETE (UPDATE_ROLLBACK_FAILED if
+#       that fails too) with an UPDATE_FAILED event naming the resource and moto's reason, and
+#       ExecuteChangeSet succeeds (AWS reports the failure by the stack's status and events).
+#     CREATE change sets still fail in ExecuteChangeSet as before (the caller deletes the stack and tries again).
+FAILED_ID = "_copilot_doit_failed_logical_id"
+
+
+class NestedStackFailed(Exception):
+    """A nested stack's create or update failed (and was rolled back): the parent's resource fails."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+def reason_of(exc: BaseException) -> str:
+    text = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+    return str(text)[:900]
+
+
+def _patch_failed_update_rolls_back(m, cfn_parsing) -> None:
+    import copy
+
+    from moto.cloudformation.utils import get_stack_from_s3_url
+    from moto.utilities.utils import get_partition
+
+    # Which resource failed: the innermost create or update names it on the exception.
+    for fn_name in ("parse_and_create_resource", "parse_and_update_resource"):
+        orig_fn = getattr(cfn_parsing, fn_name)
+
+        def named(logical_id, *args, _orig=orig_fn, _kind=fn_name, **kwargs):
+            try:
+                return _orig(logical_id, *args, **kwargs)
+            except Exception as exc:
+                if not hasattr(exc, FAILED_ID):
+                    try:
+                        setattr(exc, FAILED_ID, (logical_id, "CREATE" if "create" in _kind else "UPDATE"))
+                    except AttributeError:
+                        pass
+                raise
+
+        setattr(cfn_parsing, fn_name, named)
+
+    def resource_event(stack, logical_id, status, reason) -> None:
+        rm = stack.resource_map
+        res = rm._parsed_resources.get(logical_id)
+        rtype = (rm._resource_json_map.get(logical_id) or {}).get("Type", "")
+        try:
+            phys = str(getattr(res, "physical_resource_id", None) or "")
+        except Exception:
+            phys = ""
+        stack.events.append(m.Event(stack_id=stack.stack_id, stack_name=stack.name, logical_resource_id=logical_id,
+                                    physical_resource_id=phys, resource_type=rtype, resource_status=status,
+                                    resource_status_reason=reason, resource_properties=None))
+
+    def snapshot(stack) -> dict:
+        rm = stack.resource_map
+        return {"template": stack.template, "parameters": copy.deepcopy(stack.parameters),
+                "inputs": copy.deepcopy(rm.input_parameters), "tags": copy.deepcopy(stack.tags)}
+
+    def roll_back(stack, before: dict, exc: BaseException) -> str:
+        """Bring `stack` back to `before` after a failed update; its final status."""
+        logical_id, kind = getattr(exc, FAILED_ID, (None, "UPDATE"))
+        reason = reason_of(exc)
+        if logical_id:
+            resource_event(stack, logical_id, f"{kind}_FAILED", reason)
+            summary = f"The following resource(s) failed to {kind.lower()}: [{logical_id}]."
+        else:
+            summary = reason
+        stack._add_stack_event("UPDATE_ROLLBACK_IN_PROGRESS", resource_status_reason=summary)
+        stack.status = "UPDATE_ROLLBACK_IN_PROGRESS"
+        rm = stack.resource_map
+        try:
+            t = before["template"]
+            old = copy.deepcopy(t) if isinstance(t, dict) else m.Stack.parse_template(t)
+            added = set(rm._resource_json_map) - set(old.get("Resources") or {})
+            rm.update(old, before["inputs"])
+            for logical_id in added:   # moto's update deletes them but keeps them parsed: re-adding them
+                rm._parsed_resources.pop(logical_id, None)   # later would not create them again
+            if rm.input_parameters != before["inputs"]:      # moto keeps the new ones when the old are {}
+                rm.input_parameters = before["inputs"]
+                rm.load_parameters()
+        except Exception as exc2:
+            stack._add_stack_event("UPDATE_ROLLBACK_FAILED", resource_status_reason=reason_of(exc2))
+            stack.status = "UPDATE_ROLLBACK_FAILED"
+            return stack.status
+        finally:
+            stack.template = before["template"]
+            stack._parse_template()
+            stack.parameters = before["parameters"]
+            stack.tags = before["tags"]
+            try:
+                stack.output_map = stack._create_output_map()
+            except Exception:
+                pass
+        stack._add_stack_event("UPDATE_ROLLBACK_COMPLETE_CLEANUP_IN_PROGRESS")
+        stack._add_stack_event("UPDATE_ROLLBACK_COMPLETE")
+        stack.status = "UPDATE_ROLLBACK_COMPLETE"
+        return stack.status
+
+    # An UPDATE change set that fails rolls back.
+    orig_exec = m.CloudFormationBackend.execute_change_set
+
+    def execute_change_set(self, change_set_name, stack_name=None):
+        cs = self.change_sets.get(change_set_name) or next(
+            (c for c in self.change_sets.values() if c.change_set_name == change_set_name), None)
+        if cs is None or cs.change_set_type != "UPDATE" or cs.stack_id not in self.stacks:
+            return orig_exec(self, change_set_name, stack_name)
+        stack = self.stacks[cs.stack_id]
+        before = snapshot(stack)
+        try:
+            return orig_exec(self, change_set_name, stack_name)
+        except Exception as exc:
+            roll_back(stack, before, exc)
+            cs.execution_status = "EXECUTE_FAILED"
+            cs.status_reason = reason_of(exc)
+
+    m.CloudFormationBackend.execute_change_set = execute_change_set
+
+    # Nested stacks: created, and on failure rolled back and deleted; updated in place, and on failure rolled back.
+    orig_nested_create = m.Stack.create_from_cloudformation_json.__func__
+
+    def nested_create(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs):
+        backend = m.cloudformation_backends[account_id][region_name]
+        known = set(backend.stacks)
+        try:
+            return orig_nested_create(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs)
+        except Exception as exc:
+            reason = reason_of(exc)
+            for stack_id in [s for s in backend.stacks if s not in known]:
+                half = backend.stacks[stack_id]
+                logical_id, kind = getattr(exc, FAILED_ID, (None, "CREATE"))
+                if logical_id:
+                    resource_event(half, logical_id, f"{kind}_FAILED", reason)
+                half._add_stack_event("ROLLBACK_IN_PROGRESS", resource_status_reason=reason)
+                try:
+                    half.resource_map.delete()
+                except Exception as exc2:   # what is left stays in moto's backends; the stack is gone all the same
+                    half._add_stack_event("DELETE_FAILED", resource_status_reason=reason_of(exc2))
+                half.output_map = m.OutputMap(half.resource_map, {}, stack_id)   # nothing to resolve lazily
+                half._add_stack_event("DELETE_COMPLETE")
+                half.status = "DELETE_COMPLETE"
+                backend.deleted_stacks[stack_id] = backend.stacks.pop(stack_id)
+            failed = NestedStackFailed(f"Embedded stack {resource_name} was not successfully created: {reason}")
+            raise failed from exc
+
+    def nested_update(cls, original_resource, new_resource_name, cloudformation_json, account_id, region_name):
+        backend = m.cloudformation_backends[account_id][region_name]
+        nested = original_resource
+        if not isinstance(nested, m.Stack) or nested.stack_id not in backend.stacks:
+            return nested_create(cls, new_resource_name, cloudformation_json, account_id, region_name)
+        if nested.status == "UPDATE_ROLLBACK_FAILED":   # as AWS: nothing moves it but continue-update-rollback
+            raise NestedStackFailed(f"Embedded stack {nested.stack_id} is in UPDATE_ROLLBACK_FAILED state and "
+                                    "can not be updated.")
+        props = cloudformation_json["Properties"]
+        body = get_stack_from_s3_url(props["TemplateURL"], account_id=account_id,
+                                     partition=get_partition(region_name))
+        parameters = props.get("Parameters", {})
+        if nested.has_template(body) and nested.resource_map.input_parameters == parameters:
+            return nested
+        before = snapshot(nested)
+        try:
+            nested.update(body, parameters=parameters)
+        except Exception as exc:
+            status = roll_back(nested, before, exc)
+            raise NestedStackFailed(f"Embedded stack {nested.stack_id} was not successfully updated. Currently in "
+                                    f"{status} with reason: {reason_of(exc)}") from exc
+        return nested
+
+    m.Stack.create_from_cloudformation_json = classmethod(nested_create)
+    m.Stack.update_from_cloudformation_json = classmethod(nested_update)
 
 
 def main(argv: list[str]) -> None:

@@ -16,7 +16,7 @@ from typing import Callable
 
 from . import yamlsrc
 from .cache import Cache
-from .domain import app_domain, check_workload as check_workload_domain, wants_domain
+from .domain import app_domain, check_workload as check_workload_domain, has_imported_certs, wants_domain
 from .errors import UserError
 from .hashing import Key, StatCache
 from .manifest import EnvManifest, Manifest, load_environment, load_workload
@@ -180,8 +180,12 @@ class Session:
                 m.fail(("env_file",), f"{self.ws.root / m.data['env_file']} does not exist",
                        allowed="a path relative to the workspace root (the folder above the workspace)")
             check_subscriptions(m, self.ws, self.manifests)
-            check_workload_domain(m, self.env_manifests[m.env].data, self.ws.app,
-                                  app_domain(self, m.env) if wants_domain(m) else self.ws.domain)
+            env_data = self.env_manifests[m.env].data
+            # Imported certificates decide aliases without the domain: only otherwise may Copilot's SSM
+            # entry of the app (a network call on real AWS) be read to find it.
+            needs_domain = wants_domain(m) and not has_imported_certs(env_data)
+            check_workload_domain(m, env_data, self.ws.app,
+                                  app_domain(self, m.env) if needs_domain else self.ws.domain)
 
     # --- shared lookups -------------------------------------------------------------------------------
     def target(self, env: str) -> Target:

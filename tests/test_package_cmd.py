@@ -136,10 +136,24 @@ class _RecordedSts:
         return {"Account": "123456789012"}
 
 
+class _RecordedSsm:
+    """Copilot's registry has no application `my-app` (ParameterNotFound): the standalone case."""
+    class exceptions:
+        class ParameterNotFound(Exception):
+            pass
+
+        class ClientError(Exception):
+            pass
+
+    def get_parameter(self, Name):
+        raise self.exceptions.ParameterNotFound(Name)
+
+
 def test_svc_package_of_copilots_kitchen_sink_manifest(tmp_path, monkeypatch):
     """Copilot's stack-testdata svc-manifest.yml, unchanged, as workload `fe`; the workspace supplies only
     what the fixture lacks (.workspace, a basic env manifest, the Dockerfile it names, ${TAG}), and the
-    imported ALB's ELBv2 answers are recorded ones (its ARN names an account that does not exist)."""
+    imported ALB's ELBv2 answers are recorded ones (its ARN names an account that does not exist), and so
+    is Copilot's SSM registry's (no such application: standalone)."""
     from copilot_doit import packaging
     from copilot_doit.session import Options, Session
     fixture = COPILOT_FIXTURES / "stack-testdata" / "workloads" / "svc-manifest.yml"
@@ -160,7 +174,7 @@ def test_svc_package_of_copilots_kitchen_sink_manifest(tmp_path, monkeypatch):
     monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-docker.sock")
     s = Session(Options(names=["fe"], envs=["test"]))
     target = s.target("test")
-    target._clients.update({"elbv2": _RecordedElbv2(), "sts": _RecordedSts()})
+    target._clients.update({"elbv2": _RecordedElbv2(), "sts": _RecordedSts(), "ssm": _RecordedSsm()})
     pkg = packaging.workload_package(s, "fe", "test")
     written = packaging.write(pkg, str(tmp_path / "out"))
     assert sorted(Path(p).name for p in written) == ["fe-test.params.json", "fe-test.stack.yml"]

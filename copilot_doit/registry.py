@@ -135,6 +135,12 @@ def _decode(text: str, path: str) -> dict:
     return data
 
 
+def _get_json(ssm, path: str) -> dict | None:
+    """The parameter's JSON object, or None when it does not exist (one GetParameter)."""
+    text = _get(ssm, path)
+    return None if text is None else _decode(text, path)
+
+
 def _str(data: dict, key: str) -> str:
     v = data.get(key)
     return v if isinstance(v, str) else ""
@@ -142,10 +148,9 @@ def _str(data: dict, key: str) -> str:
 
 def read_app(ssm, app: str) -> App | None:
     """`/copilot/applications/<app>`, or None when Copilot has no such application here (one GetParameter)."""
-    text = _get(ssm, app_path(app))
-    if text is None:
+    d = _get_json(ssm, app_path(app))
+    if d is None:
         return None
-    d = _decode(text, app_path(app))
     tags = d.get("tags") if isinstance(d.get("tags"), dict) else {}
     return App(name=_str(d, "name") or app, account=_str(d, "account"), domain=_str(d, "domain"),
                domain_hosted_zone_id=_str(d, "domainHostedZoneID"), version=_str(d, "version"),
@@ -155,11 +160,9 @@ def read_app(ssm, app: str) -> App | None:
 
 def read_env(ssm, app: str, env: str) -> Env | None:
     """`/copilot/applications/<app>/environments/<env>`, or None (one GetParameter)."""
-    path = env_path(app, env)
-    text = _get(ssm, path)
-    if text is None:
+    d = _get_json(ssm, env_path(app, env))
+    if d is None:
         return None
-    d = _decode(text, path)
     return Env(app=_str(d, "app") or app, name=_str(d, "name") or env, region=_str(d, "region"),
                account_id=_str(d, "accountID"), registry_url=_str(d, "registryURL"),
                execution_role_arn=_str(d, "executionRoleARN"), manager_role_arn=_str(d, "managerRoleARN"),
@@ -168,11 +171,9 @@ def read_env(ssm, app: str, env: str) -> Env | None:
 
 def read_workload(ssm, app: str, name: str) -> Workload | None:
     """`/copilot/applications/<app>/components/<name>`, or None (one GetParameter)."""
-    path = workload_path(app, name)
-    text = _get(ssm, path)
-    if text is None:
+    d = _get_json(ssm, workload_path(app, name))
+    if d is None:
         return None
-    d = _decode(text, path)
     return Workload(app=_str(d, "app"), name=_str(d, "name"), type=_str(d, "type"))
 
 

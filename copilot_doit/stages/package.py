@@ -51,18 +51,17 @@ def imported_alb(s: Session, name: str, env: str, start: bool = True) -> dict | 
 def render_input(s: Session, name: str, env: str, image: str, addons: dict | None, env_file_arn: str,
                  start: bool = True):
     """Everything the workload template is rendered from (the env manifest decides HTTPS listeners)."""
-    from ..domain import check_workload, facts
+    from ..domain import facts
     from ..templates.env import https
     from ..templates.workload import RenderInput  # here: a no-op renders nothing
     m = s.manifests[(name, env)]
     env_data = s.env_manifests[env].data
-    check_workload(m, env_data, s.ws.app, s.ws.domain)  # the session checks it up front too: never render past it
     extra = {}
     app_domain = facts(s, env, start) if m.type == LBWS else None  # only public services use it
     if app_domain is not None:  # the env's zone and subdomain (LoadBalancerDNSAlias), zones of nlb.alias records
         extra = {"app_domain": app_domain["name"], "zone_ids": app_domain["zone_ids"]}
     return RenderInput(manifest=m, app=s.ws.app, env=env, image=image, addons=addons, env_file_arn=env_file_arn,
-                       https=https(env_data, m.type, s.ws.domain), imported_alb=imported_alb(s, name, env, start),
+                       https=https(env_data, m.type, app_domain and app_domain["name"]), imported_alb=imported_alb(s, name, env, start),
                        extra=extra)
 
 

@@ -5,6 +5,7 @@
     copilot-doit plan -n frontend -e test
     copilot-doit svc|job package -n frontend -e test [--tag T] [--output-dir DIR] [--upload-assets]
     copilot-doit env package -n test [--output-dir DIR] [--upload-assets]
+    copilot-doit svc|job delete -n api [-e test] [--yes] [--delete-repo]
     copilot-doit local status|stop|reset
     copilot-doit cache usage|prune --older-than DAYS
 
@@ -45,8 +46,13 @@ Flags:
       --tag string                     Optional. The container image tag.
   -j, --jobs int                       Optional. Deploy up to N independent workloads at once
                                        (copilot-doit; doit's -n N -P thread). (default 1)
-      --deploy-env                     Optional. Replace the template of an environment stack that
-                                       Copilot created (by default it is used as it is).
+      --deploy-env                     Optional. Deploy the environment stack too: also replace the
+                                       template of one Copilot created, and update one Copilot marks
+                                       prod without asking (by default Copilot's is used as it is and
+                                       a prod one is updated only after a yes on a terminal).
+      --no-deploy-env                  Optional. Never update an existing environment stack (a
+                                       missing one is still created).
+      --quiet                          Optional. Print errors and the final summary only.
       --no-wait                        Optional. Fail at once if another run holds the cache lock
                                        (copilot-doit; by default the run waits for it).
 
@@ -66,6 +72,9 @@ commands:
   svc package | job package | env package
             print or write the stack template and parameters (Copilot's file names); changes nothing
             unless --upload-assets (see `copilot-doit svc package -h`)
+  svc delete | job delete
+            delete a workload's stack from an environment (-e) or from every one and the application
+            (Copilot's SSM entry; its ECR repository with --delete-repo); asks first (see `svc delete -h`)
   local     status | stop | reset   the embedded moto server and registry of the local target
   cache     usage | prune --older-than DAYS | verify [--temp-older-than SECONDS] (every object and record
             checked, stray temp files older than an hour, or SECONDS, removed)
@@ -137,6 +146,8 @@ def deploy_parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument("--tag")
     p.add_argument("--no-wait", action="store_true")
     p.add_argument("--deploy-env", action="store_true")
+    p.add_argument("--no-deploy-env", action="store_true")
+    p.add_argument("--quiet", action="store_true")
     p.add_argument("-j", "--jobs", type=int, default=1)
     p.add_argument("-h", "--help", action="store_true")
     if prog.endswith("deploy"):
@@ -172,8 +183,14 @@ def doit_argv(task: str, a: argparse.Namespace) -> list[str]:
         argv.append("no-wait=1")
     if getattr(a, "deploy_env", False):
         argv.append("deploy-env=1")
+    elif getattr(a, "no_deploy_env", False):
+        argv.append("deploy-env=0")
+    if getattr(a, "prod_confirmed", None):
+        argv.append("prod-confirmed=" + ",".join(a.prod_confirmed))
     if getattr(a, "detach", False):
         argv.append("detach=1")
+    if getattr(a, "quiet", False):
+        argv.append("quiet=1")
     return argv
 
 
@@ -302,7 +319,7 @@ def show_diff(a: argparse.Namespace, ask: bool) -> int | None:
         s = Session(Options(names=_split(a.name) or None, envs=_split(a.env) or None, app=a.app,
                             force=bool(a.force), no_rollback=bool(a.no_rollback),
                             resource_tags=parse_resource_tags(",".join(a.resource_tags or [])), tag=a.tag,
-                            deploy_env=bool(a.deploy_env)))
+                            deploy_env=_deploy_env(a), prod_confirmed=tuple(a.prod_confirmed or ())))
         plan = plan_mod.build_plan(s)
         s.flush()
     except (UserError, StageFailed) as exc:
@@ -330,6 +347,44 @@ def show_diff(a: argparse.Namespace, ask: bool) -> int | None:
     return None
 
 
+def _deploy_env(a: argparse.Namespace) -> bool | None:
+    return True if a.deploy_env else False if getattr(a, "no_deploy_env", False) else None
+
+
+def confirm_prod(a: argparse.Namespace) -> int | None:
+    """On a terminal, without --deploy-env / --no-deploy-env: ask before an environment Copilot marks prod
+    (its SSM entry) may have its stack updated; a yes is passed on as `prod-confirmed=`. Returns an exit
+    code to stop with, or None. Anything that cannot be read here is left for the run to report."""
+    from . import prompts
+    from .errors import UserError
+    from .session import cache_root_for
+    from .targets import target_for
+    from .workspace import load_workspace
+    a.prod_confirmed = []
+    if a.deploy_env or a.no_deploy_env:
+        return None
+    try:
+        ws = load_workspace(app_override=a.app)
+        for env in _split(a.env) or ws.environments:
+            settings = ws.env_settings(env)
+            if settings.target != "aws":
+                continue  # no Copilot registry on the local target
+            t = target_for(settings, cache_root_for(ws.root))
+            t.use_copilot_region(ws.app)
+            entry = t.copilot_env(ws.app, env)
+            if entry is not None and entry.prod and prompts.confirm(
+                    f"Environment {env} is marked prod in Copilot's application {ws.app}. Update its stack "
+                    "if its inputs changed?"):
+                a.prod_confirmed.append(env)
+    except prompts.Cancelled as exc:
+        print(f"{exc}: nothing deployed", file=sys.stderr)
+        from .interrupt import EXIT_CODE
+        return EXIT_CODE if exc.interrupted else 1
+    except UserError:
+        return None
+    return None
+
+
 def _deploy(rest: list[str]) -> int:
     a = deploy_parser("copilot-doit deploy").parse_args(rest)
     if a.help:
@@ -337,6 +392,8 @@ def _deploy(rest: list[str]) -> int:
         return 0
     from . import prompts
     tty = prompts.interactive()
+    if a.deploy_env and a.no_deploy_env:
+        return _usage_error("--deploy-env and --no-deploy-env: pass one of them")
     if a.diff and not a.diff_yes and not tty:
         return _usage_error("--diff asks before deploying, and there is no terminal to ask on (stdin and stdout "
                             "must be one): use --diff-yes to show the diff and deploy, or `copilot-doit plan` "
@@ -344,6 +401,11 @@ def _deploy(rest: list[str]) -> int:
     stop = select_for_deploy(a, tty)
     if stop is not None:
         return stop
+    a.prod_confirmed = []
+    if tty:
+        stop = confirm_prod(a)
+        if stop is not None:
+            return stop
     if a.diff or a.diff_yes:
         stop = show_diff(a, ask=not a.diff_yes)
         if stop is not None:
@@ -363,6 +425,8 @@ def main(argv: list[str] | None = None) -> int:
         return _plan(rest)
     if cmd in ("svc", "job", "env") and rest[:1] == ["package"]:
         return _package(cmd, rest[1:])
+    if cmd in ("svc", "job") and rest[:1] == ["delete"]:
+        return _delete(cmd, rest[1:])
     if cmd == "local":
         return _local(rest)
     if cmd == "cache":
@@ -453,6 +517,12 @@ def _package(cmd: str, rest: list[str]) -> int:
         print(f"ERROR: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def _delete(kind: str, rest: list[str]) -> int:
+    """`svc delete` / `job delete` (copilot_doit/delete.py): Copilot's workload deletion."""
+    from . import delete
+    return delete.main(kind, rest)
 
 
 def _cache_root():

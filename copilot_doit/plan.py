@@ -1,8 +1,12 @@
 """The plan: every selected stage with run/skip and why, plus template and parameter diffs against the
 deployed stacks. Reads only: no build, no push, no change set, no cache record.
 
-    build_plan(session) -> Plan         the data (stages, reasons, diffs, ordering edges)
+    build_plan(session) -> Plan         the data (stages, reasons, diffs, ordering edges, orphans)
     as_text(plan) | as_json(plan) | as_markdown(plan)
+
+Orphans are the stacks of workloads no longer in the workspace (Copilot's tags name the app, the
+environment and a workload without a manifest): listed with the command that removes them, never deleted
+here, and without effect on the exit code.
 """
 from __future__ import annotations
 
@@ -37,11 +41,51 @@ class StackPlan:
 
 
 @dataclass
+class OrphanPlan:
+    """A workload stack whose workload is no longer in the workspace."""
+    stack: str
+    env: str
+    workload: str
+    status: str
+    owner: str                # stacks.COPILOT_DOIT or stacks.COPILOT
+
+    @property
+    def command(self) -> str:
+        return f"copilot-doit svc delete -n {self.workload} -e {self.env}"
+
+    @property
+    def line(self) -> str:
+        return (f"orphan: stack {self.stack} (workload {self.workload} is no longer in the workspace; "
+                f"`{self.command}` removes it)")
+
+
+ORPHANS_NOTE = ("orphans are only listed: they do not change the exit code (0 = nothing to deploy), and plan "
+                "deletes nothing")
+
+
+def find_orphans(app: str, workloads: list[str], env: str, listing: dict) -> list[OrphanPlan]:
+    """Stacks of one environment's listing (name -> {status, tags, ...}) named and tagged as a workload
+    stack of this app and environment (`copilot-application`, `copilot-environment`, `copilot-service`)
+    whose workload has no manifest in the workspace. The name must be `<app>-<env>-<workload>`: a nested
+    stack (addons) inherits the tags but goes with its parent."""
+    out = []
+    for name, st in sorted(listing.items()):
+        tags = st.get("tags") or {}
+        workload = tags.get("copilot-service")
+        if (not workload or workload in workloads or tags.get("copilot-application") != app
+                or tags.get("copilot-environment") != env or name != f"{app}-{env}-{workload}"[:128]):
+            continue
+        out.append(OrphanPlan(name, env, workload, st.get("status") or "", stacks.owner(st, app, env, workload)))
+    return out
+
+
+@dataclass
 class Plan:
     app: str
     stages: list[StagePlan] = field(default_factory=list)
     stacks: list[StackPlan] = field(default_factory=list)
     edges: list[tuple[str, str]] = field(default_factory=list)   # (first, then): doit's task order
+    orphans: list[OrphanPlan] = field(default_factory=list)
 
     @property
     def changes(self) -> bool:
@@ -138,6 +182,8 @@ def build_plan(s: Session) -> Plan:
                 plan.stages.append(StagePlan(task, stage.name, name, env, st.run, st.reason))
                 plan.edges += [(dep, task) for dep in stage.deps(s, name, env)]
             plan.stacks.append(_workload_stack(s, name, env))
+    for env in s.envs:  # the listing every env stage already read
+        plan.orphans += find_orphans(s.ws.app, s.ws.workloads, env, s.stacks(env))
     return plan
 
 
@@ -158,6 +204,9 @@ def as_text(plan: Plan) -> str:
         if sp is not None:
             out.append(f"      {sp.note}\n" if sp.note else "")
             out.append(_indented(sp.template_diff) + _indented(sp.parameters_diff))
+    out += [f"{o.line}\n" for o in plan.orphans]
+    if plan.orphans:
+        out.append(f"      {ORPHANS_NOTE}\n")
     return "".join(out)
 
 
@@ -170,6 +219,7 @@ def as_json(plan: Plan) -> str:
         "environments": sorted({st.env for st in plan.stages if st.stage == "env" and st.run}),
         "edges": [list(e) for e in plan.edges],
         "stacks": [vars(sp) for sp in plan.stacks],
+        "orphans": [{**vars(o), "command": o.command} for o in plan.orphans],
     }, indent=2)
 
 
@@ -178,8 +228,13 @@ def as_markdown(plan: Plan) -> str:
     for st in plan.stages:
         why = st.reason.replace("|", "\\|")
         rows.append(f"| `{st.task}` | {'**run**' if st.run else 'skip'} | {why} |")
+    for o in plan.orphans:
+        rows.append(f"| `{o.stack}` | orphan | workload `{o.workload}` is no longer in the workspace; "
+                    f"`{o.command}` removes it |")
     parts = [f"### copilot-doit plan for `{plan.app}`: "
              + ("changes" if plan.changes else "nothing to deploy"), "", *rows, ""]
+    if plan.orphans:
+        parts += [f"_{ORPHANS_NOTE}._", ""]
     for sp in plan.stacks:
         if sp.template_diff or sp.parameters_diff:
             parts += [f"<details><summary><code>{sp.stack}</code> diff</summary>", "", "```diff",

@@ -33,7 +33,11 @@ class Options:
     no_rollback: bool = False
     resource_tags: dict = field(default_factory=dict)
     tag: str | None = None
-    deploy_env: bool = False   # replace the template of an environment stack Copilot created
+    # Environment stacks (Copilot's --deploy-env / --no-deploy-env): None (default) creates a missing one and
+    # updates copilot-doit's own, except one Copilot's SSM entry marks `prod` (asked on a TTY, else kept);
+    # True also replaces a Copilot-made one's template and updates prod; False never updates an existing one.
+    deploy_env: bool | None = None
+    prod_confirmed: tuple = ()  # environments marked prod whose update was confirmed on a TTY (cli.py)
     detach: bool = False       # --detach: start workload stack operations and return without waiting
 
 
@@ -195,8 +199,16 @@ class Session:
             pass
         with self.lock_for(("target", env)):  # statuses run in threads: one target (and one service start)
             if env not in self._targets:
-                self._targets[env] = target_for(self.ws.env_settings(env), self.cache_root)
+                t = target_for(self.ws.env_settings(env), self.cache_root)
+                t.use_copilot_region(self.ws.app)
+                self._targets[env] = t
             return self._targets[env]
+
+    def execution_role(self, env: str) -> str | None:
+        """Copilot's CloudFormation execution role of an environment it registered (SSM `executionRoleARN`):
+        Copilot creates and updates stacks as that role, and so does copilot-doit; None when standalone."""
+        entry = self.target(env).copilot_env(self.ws.app, env)
+        return (entry.execution_role_arn or None) if entry is not None else None
 
     def stacks(self, env: str) -> dict:
         """One DescribeStacks per environment per run, shared by the env and every workload stage."""

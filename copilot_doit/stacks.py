@@ -75,9 +75,12 @@ def live_ok(stacks: dict, name: str, k: Key, parameters: dict | None = None,
         if deployed is None:
             return False, f"stack {name} was not deployed by copilot-doit"
         return False, f"stack {name} was deployed from other inputs (key {deployed[:12]}, now {k.short})"
-    if parameters is not None and s.get("parameters") is not None and s["parameters"] != parameters:
-        changed = sorted(p for p in set(s["parameters"]) | set(parameters)
-                         if s["parameters"].get(p) != parameters.get(p))
+    # Only the parameters copilot-doit passes: the stack may declare others it leaves at their defaults or
+    # carries with their live values (Copilot's, kept in a stack Copilot made: copilot_resources.py; its env
+    # controller's lists on an environment stack), which other tools may set.
+    if parameters is not None and s.get("parameters") is not None and \
+            any(s["parameters"].get(p) != v for p, v in parameters.items()):
+        changed = sorted(p for p in parameters if s["parameters"].get(p) != parameters.get(p))
         return False, f"stack {name} parameters were changed outside copilot-doit ({', '.join(changed[:3])})"
     if updated and s["updated"] and not same_time(s["updated"], updated):
         return False, f"stack {name} was updated outside copilot-doit (at {s['updated']}, we deployed {updated})"
@@ -185,12 +188,21 @@ def template_source(target: Target, app: str, name: str, body: str) -> dict:
 
 def deploy(target: Target, name: str, template_body: str, parameters: dict, tags: dict,
            disable_rollback: bool = False, timeout: float = 5400, app: str | None = None,
-           wait: bool = True) -> dict:
+           wait: bool = True, role_arn: str | None = None, progress=None) -> dict:
     """Upsert `name`. Returns {"stack_id", "status", "changed"}; raises StageFailed with the reason.
     `app` names the artifact bucket a template too large for TemplateBody is uploaded to. `wait=False`
-    (--detach) returns once the change set is executing, with "detached": True and no final status."""
+    (--detach) returns once the change set is executing, with "detached": True and no final status.
+    `role_arn`: the role CloudFormation acts as (Copilot's environment CloudFormation execution role).
+    `progress`: called on every poll while the stack deploys (rollout.ServiceProgress: the ECS rollout);
+    its `failure_text()` (the stopped tasks' reasons) is added to a failure's message."""
     try:
-        return _deploy(target, name, template_body, parameters, tags, disable_rollback, timeout, app, wait)
+        return _deploy(target, name, template_body, parameters, tags, disable_rollback, timeout, app, wait,
+                       role_arn, progress)
+    except StageFailed as exc:
+        extra = progress.failure_text() if progress is not None else ""
+        if extra and extra not in str(exc):
+            raise StageFailed(f"{exc}{extra}") from None
+        raise
     except Exception as exc:  # a call outside _call (an upload, a describe) that failed or got no answer
         failed = api_failure(f"deploying stack {name}", exc)
         if failed is None:
@@ -199,7 +211,8 @@ def deploy(target: Target, name: str, template_body: str, parameters: dict, tags
 
 
 def _deploy(target: Target, name: str, template_body: str, parameters: dict, tags: dict,
-            disable_rollback: bool, timeout: float, app: str | None, wait: bool = True) -> dict:
+            disable_rollback: bool, timeout: float, app: str | None, wait: bool = True,
+            role_arn: str | None = None, progress=None) -> dict:
     cfn = target.client("cloudformation")
     current = prepare(target, cfn, name, tags.get(KEY_TAG), parameters)
     if current is not None and current.get("adopted"):
@@ -212,7 +225,8 @@ def _deploy(target: Target, name: str, template_body: str, parameters: dict, tag
                ChangeSetType=cs_type, **template_source(target, app or name, name, template_body),
                Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in sorted(parameters.items())],
                Tags=[{"Key": k, "Value": v} for k, v in sorted(tags.items())],
-               Capabilities=CAPABILITIES, Description="copilot-doit deploy")
+               Capabilities=CAPABILITIES, Description="copilot-doit deploy",
+               **({"RoleARN": role_arn} if role_arn else {}))
     cs_id = cs["Id"]
     desc = _poll(lambda: _call("DescribeChangeSet", cfn.describe_change_set, ChangeSetName=cs_id, StackName=name),
                  lambda d: d["Status"] in ("CREATE_COMPLETE", "FAILED"), timeout, f"change set {cs_name}")
@@ -233,7 +247,7 @@ def _deploy(target: Target, name: str, template_body: str, parameters: dict, tag
         if not wait:
             return {"stack_id": cs.get("StackId") or desc.get("StackId"), "status": None, "changed": True,
                     "detached": True}
-        final = _stream(cfn, name, started, timeout)
+        final = _stream(cfn, name, started, timeout, progress)
     if final["StackStatus"] not in STABLE_STATES:
         reasons = _failure_reasons(cfn, name, started)
         hint = ""
@@ -331,18 +345,26 @@ def _delete(cfn, name: str, stack_id: str, timeout: float = 1800) -> None:
           timeout, f"deletion of {name}")
 
 
-def _stream(cfn, name: str, started: float, timeout: float) -> dict:
+def print_events(events: list, seen: set, started: float, name: str) -> None:
+    """DescribeStackEvents' events (newest first) not printed yet and not older than `started`, oldest first,
+    one line each: `  <resource> <status> - <reason>`; `seen` (event ids) is updated."""
+    for e in reversed(events):
+        ts = e.get("Timestamp")
+        if e["EventId"] in seen or (ts is not None and ts.timestamp() < started - 1):
+            continue
+        seen.add(e["EventId"])
+        reason = f" - {e['ResourceStatusReason']}" if e.get("ResourceStatusReason") else ""
+        print(f"  {e.get('LogicalResourceId', name)} {e.get('ResourceStatus')}{reason}", flush=True)
+
+
+def _stream(cfn, name: str, started: float, timeout: float, progress=None) -> dict:
     seen: set[str] = set()
 
     def step():
         events = _call("DescribeStackEvents", cfn.describe_stack_events, StackName=name).get("StackEvents", [])
-        for e in reversed(events):
-            ts = e.get("Timestamp")
-            if e["EventId"] in seen or (ts is not None and ts.timestamp() < started - 1):
-                continue
-            seen.add(e["EventId"])
-            reason = f" - {e['ResourceStatusReason']}" if e.get("ResourceStatusReason") else ""
-            print(f"  {e.get('LogicalResourceId', name)} {e.get('ResourceStatus')}{reason}")
+        print_events(events, seen, started, name)
+        if progress is not None:
+            progress()
         return _describe(cfn, name)
 
     return _poll(step, lambda s: s is not None and not s["StackStatus"].endswith("_IN_PROGRESS"), timeout,

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import time
 import subprocess
 import sys
 from pathlib import Path
@@ -108,7 +109,8 @@ def options_from_vars() -> Options:
     return Options(names=_list(get_var("name")), envs=None if envs == ["all"] else envs, app=get_var("app") or None,
                    force=_flag(get_var("force")), no_rollback=_flag(get_var("no-rollback")),
                    resource_tags=parse_resource_tags(get_var("resource-tags")), tag=get_var("tag") or None,
-                   deploy_env=_flag(get_var("deploy-env")), detach=_flag(get_var("detach")))
+                   deploy_env=None if get_var("deploy-env") in (None, "") else _flag(get_var("deploy-env")),
+                   prod_confirmed=tuple(_list(get_var("prod-confirmed")) or ()), detach=_flag(get_var("detach")))
 
 
 def session() -> Session:
@@ -308,7 +310,20 @@ def task_plan():
 
 
 class Reporter(ConsoleReporter):
-    """doit's console output with the reason beside each `.`/`--`, and failures as one clear line."""
+    """doit's console output with the reason beside each `.`/`--`, and failures as one clear line; after a
+    deploy that changed something, a summary table (summary.py): each workload × environment, what ran, the
+    time taken and the URL to open."""
+
+    def __init__(self, outstream, options):
+        super().__init__(outstream, options)
+        self.ran: dict[tuple, list[str]] = {}      # (name, env) -> stages that ran, in order
+        self.took: dict[tuple, float] = {}         # (name, env) -> seconds of those stages
+        self.started: dict[str, float] = {}
+        # quiet=1 (copilot-doit deploy --quiet): errors and the summary only. What stages print goes to
+        # sys.stdout, which is muted; this reporter keeps the real stream.
+        self.quiet = _flag(get_var("quiet"))
+        if self.quiet:
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 — for the process's life (one run)
 
     def _reason(self, task) -> str:
         for utd in getattr(task, "uptodate", []) or []:
@@ -318,11 +333,20 @@ class Reporter(ConsoleReporter):
         return ""
 
     def execute_task(self, task):
-        if task.actions and task.name[0] != "_":
+        self.started[task.name] = time.monotonic()
+        if task.actions and task.name[0] != "_" and not self.quiet:
             self.write(f".  {task.title()}{self._reason(task)}\n")
 
+    def add_success(self, task):
+        super().add_success(task)
+        stage, _, rest = task.name.partition(":")
+        name, _, env = rest.rpartition("@")
+        if stage in ("build", "push", "package", "lint", "deploy") and name and task.name in self.started:
+            self.ran.setdefault((name, env), []).append(stage)
+            self.took[(name, env)] = self.took.get((name, env), 0.0) + time.monotonic() - self.started[task.name]
+
     def skip_uptodate(self, task):
-        if task.name[0] != "_":
+        if task.name[0] != "_" and not self.quiet:
             self.write(f"-- {task.title()}{self._reason(task)}\n")
 
     def add_failure(self, task, fail):
@@ -337,10 +361,43 @@ class Reporter(ConsoleReporter):
             # The parsed-YAML memo is written only by a run without errors: a run stopped by a bad
             # input leaves the cache as it found it.
             flush_memo()
+        if self.ran and not self.failures and not self.runtime_errors and "deploy" in _COMMAND_TASKS():
+            self.write(deploy_summary(self.ran, self.took))
         if self.failures:
             self.write(f"{len(self.failures)} stage(s) failed; nothing after them was applied.\n")
         if self.runtime_errors:
             self.write("\n".join(self.runtime_errors) + "\n")
+
+
+def _COMMAND_TASKS() -> list[str]:
+    """The tasks this command line asked for (doit's default: deploy)."""
+    argv = COMMAND_ARGV if COMMAND_ARGV is not None else sys.argv[1:]
+    named = [a for a in argv if "=" not in a and not a.startswith("-") and not a.isdigit()
+             and a not in ("run", "thread", "process")]
+    return [a.split(":", 1)[0] for a in named] or ["deploy"]
+
+
+def deploy_summary(ran: dict, took: dict) -> str:
+    """The table after a deploy that ran something: every selected workload × environment (up to date ones
+    too), what ran, how long, and the URL (summary.url_for from the manifest and the env stack's outputs)."""
+    from . import summary
+    from .stages import env as env_stage
+    s = session()
+    rows = []
+    for name in s.names:
+        for env in s.envs:
+            m = s.manifests[(name, env)]
+            try:
+                outputs = (env_stage.status(s, None, env).result or {}).get("outputs") or {}
+                url = summary.url_for(m.type, m.data, outputs, s.ws.app, env)
+            except Exception as exc:  # noqa: BLE001 — the deploy is done; a summary lookup must not undo it
+                url = f"(not known: {str(exc)[:80]})"
+            stages = ran.get((name, env))
+            if stages and stages[-1] == "deploy" and s.opts.detach:
+                url += " (detached: still deploying)"
+            rows.append(summary.Row(name, env, ", ".join(stages) if stages else "up to date",
+                                    took.get((name, env)), url))
+    return "\n" + summary.table(rows) + "\n"
 
 
 def _skip_unchanged_doit_rows() -> None:

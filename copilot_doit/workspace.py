@@ -40,6 +40,8 @@ class EnvSettings:
     region: str = "us-east-1"
     profile: str | None = None
     account: str | None = None    # expected account id; a mismatch is an error before anything changes
+    region_set: bool = False      # `region` written in copilot-doit.yml (else Copilot's SSM entry may say it)
+    registry_region: str | None = None  # `application.region`: where Copilot keeps the app's SSM registry
 
 
 @dataclass
@@ -52,6 +54,7 @@ class Workspace:
     settings: dict[str, EnvSettings] = field(default_factory=dict)
     cache_config: dict = field(default_factory=dict)
     domain: str | None = None     # the application domain (`application: {domain: ...}`), Copilot's SSM value
+    registry_region: str | None = None  # `application: {region: ...}`: the app's home region (Copilot's SSM)
 
     def manifest_path(self, workload: str) -> Path:
         return self.dir / workload / "manifest.yml"
@@ -63,7 +66,7 @@ class Workspace:
         return self.dir / workload / "addons"
 
     def env_settings(self, env: str) -> EnvSettings:
-        return self.settings.get(env) or EnvSettings(name=env)
+        return self.settings.get(env) or EnvSettings(name=env, registry_region=self.registry_region)
 
 
 def find_workspace_dir(start: Path | None = None) -> Path:
@@ -126,6 +129,7 @@ def _load_config(ws: Workspace) -> None:
             raise UserError("is not a known setting", file=str(path), field=str(key),
                             line=yamlsrc.line_of(lines, (key,)), allowed="environments, cache, application")
     ws.domain = _application_domain(data.get("application"), path, lines)
+    ws.registry_region = _application_region(data.get("application"), path, lines)
     envs = data.get("environments") or {}
     if not isinstance(envs, dict):
         raise UserError("must be a mapping of environment name to settings", file=str(path),
@@ -151,7 +155,8 @@ def _load_config(ws: Workspace) -> None:
                             field=yamlsrc.field_name(where + ("target",)),
                             line=yamlsrc.line_of(lines, where + ("target",)), allowed=", ".join(TARGETS))
         ws.settings[env] = EnvSettings(name=env, target=target, region=s.get("region", "us-east-1"),
-                                       profile=s.get("profile"), account=s.get("account"))
+                                       profile=s.get("profile"), account=s.get("account"),
+                                       region_set="region" in s, registry_region=ws.registry_region)
     cache = data.get("cache") or {}
     if not isinstance(cache, dict):
         raise UserError("must be a mapping", file=str(path), field="cache", line=yamlsrc.line_of(lines, ("cache",)))
@@ -189,11 +194,11 @@ def _application_domain(app_cfg, path: Path, lines: dict) -> str | None:
         return None
     if not isinstance(app_cfg, dict):
         raise UserError("must be a mapping", file=str(path), field="application",
-                        line=yamlsrc.line_of(lines, ("application",)), allowed="domain")
+                        line=yamlsrc.line_of(lines, ("application",)), allowed="domain, region")
     for k in app_cfg:
-        if k != "domain":
+        if k not in ("domain", "region"):
             raise UserError("is not a known application setting", file=str(path), field=f"application.{k}",
-                            line=yamlsrc.line_of(lines, ("application", k)), allowed="domain")
+                            line=yamlsrc.line_of(lines, ("application", k)), allowed="domain, region")
     domain = app_cfg.get("domain")
     if domain is None:
         return None
@@ -204,6 +209,21 @@ def _application_domain(app_cfg, path: Path, lines: dict) -> str | None:
         raise UserError(f"'{domain[:80]}' is not a DNS name", **where,
                         allowed="lower-case labels of letters, digits and hyphens separated by dots, such as example.com")
     return domain
+
+
+REGION_RE = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
+
+
+def _application_region(app_cfg, path: Path, lines: dict) -> str | None:
+    """`application: {region: us-west-2}`: the region where Copilot keeps the application's registry (the
+    region `copilot app init` ran in). Checked by _application_domain's loop for unknown keys first."""
+    region = app_cfg.get("region") if isinstance(app_cfg, dict) else None
+    if region is None:
+        return None
+    if not isinstance(region, str) or not REGION_RE.match(region):
+        raise UserError(f"'{str(region)[:40]}' is not an AWS region", file=str(path), field="application.region",
+                        line=yamlsrc.line_of(lines, ("application", "region")), allowed="a region name such as us-west-2")
+    return region
 
 
 def select(ws: Workspace, names: list[str] | None, envs: list[str] | None) -> tuple[list[str], list[str]]:

@@ -20,12 +20,12 @@ class EndpointTarget(Target):
         super().__init__(EnvSettings(name="t", target="aws", region="us-east-1", account="123456789012"), "unused")
         self.url = url
 
-    def session(self):
+    def base_session(self):
         import boto3
-        if self._session is None:
-            self._session = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing",
-                                          region_name="us-east-1")
-        return self._session
+        if self._base_session is None:
+            self._base_session = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing",
+                                               region_name=self.settings.region)
+        return self._base_session
 
     def client_kwargs(self):
         return {"endpoint_url": self.url}
@@ -92,12 +92,12 @@ def test_wrong_account_is_refused_before_anything_changes(services_up):
 # --- Copilot's application registry through the target (registry.py; the local target has none) ----------
 def _ssm_calls(t) -> list[str]:
     calls: list[str] = []
-    t.client("ssm").meta.events.register("before-call.ssm.*", lambda model, **_: calls.append(model.name))
+    t.registry_client().meta.events.register("before-call.ssm.*", lambda model, **_: calls.append(model.name))
     return calls
 
 
 def _copilot_app(t, app: str, domain: str = "") -> None:
-    t.client("ssm").put_parameter(
+    t.registry_client().put_parameter(
         Name=f"/copilot/applications/{app}", Type="String", Tags=[{"Key": "copilot-application", "Value": app}],
         Value=f'{{"name":"{app}","account":"123456789012","domain":"{domain}","domainHostedZoneID":"","version":"1.0"}}')
 
@@ -202,7 +202,7 @@ def test_credentials_that_may_not_read_ssm_deploy_standalone_with_a_warning(caps
                                                   "GetParameter")
 
     t = EndpointTarget("http://127.0.0.1:9")
-    t.client = lambda service: Denied()
+    t.registry_client = lambda: Denied()
     app = f"r{uuid.uuid4().hex[:8]}"
     assert t.copilot_app(app) is None
     assert t.register_workload(app, "api", "Backend Service") == "standalone"
@@ -260,3 +260,39 @@ def test_a_run_on_the_aws_target_renders_the_domain_of_copilots_application(serv
     assert ins["domain"]["name"] == dom
     assert json.loads((tmp_path / "cache" / domain.APP_DOMAINS).read_text())["apps"] == {
         f"123456789012/us-east-1/{app}": {"domain": dom, "account": "123456789012"}}
+
+
+def test_an_environment_in_another_account_is_reached_through_copilots_manager_role(target, monkeypatch, capsys):
+    """Copilot registered the environment in account 210987654321 with its manager role: the default
+    credentials (account 123456789012, the application's) assume that role through botocore's assume-role
+    provider, and the account check then sees the environment's account."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL", target.url)  # botocore's STS client for AssumeRole reads it
+    app = f"r{uuid.uuid4().hex[:8]}"
+    _copilot_app(target, app)
+    role = "arn:aws:iam::210987654321:role/x-test-EnvManagerRole"
+    target.registry_client().put_parameter(
+        Name=f"/copilot/applications/{app}/environments/t", Type="String",
+        Value=f'{{"app":"{app}","name":"t","region":"us-east-1","accountID":"210987654321","registryURL":"",'
+              f'"executionRoleARN":"arn:aws:iam::210987654321:role/x-test-CFNExecutionRole","managerRoleARN":"{role}"}}')
+    t = EndpointTarget(target.url)
+    t.settings = EnvSettings(name="t", target="aws", region="us-east-1")
+    t.use_copilot_region(app)
+    assert t.account_id() == "210987654321"
+    assert f"environment t: using Copilot's environment manager role {role}" in capsys.readouterr().out
+    arn = t.client("sts").get_caller_identity()["Arn"]
+    assert arn.startswith("arn:aws:sts::210987654321:assumed-role/x-test-EnvManagerRole/copilot-doit-t"), arn
+    # The application's own account stays the default chain's: the registry is read there.
+    assert t.base_session().client("sts", endpoint_url=target.url).get_caller_identity()["Account"] == "123456789012"
+
+
+def test_the_same_account_needs_no_role(target, capsys):
+    app = f"r{uuid.uuid4().hex[:8]}"
+    _copilot_app(target, app)
+    target.registry_client().put_parameter(
+        Name=f"/copilot/applications/{app}/environments/t", Type="String",
+        Value=f'{{"app":"{app}","name":"t","region":"us-east-1","accountID":"123456789012","registryURL":"",'
+              '"executionRoleARN":"arn:aws:iam::123456789012:role/e","managerRoleARN":"arn:aws:iam::123456789012:role/m"}')
+    t = EndpointTarget(target.url)
+    t.use_copilot_region(app)
+    assert t.account_id() == "123456789012" and t.session() is t.base_session()
+    assert "manager role" not in capsys.readouterr().out

@@ -29,12 +29,19 @@ def test_first_deploy_then_noop(workspace):
     nested = [s for s in ws.stacks() if s["StackName"].startswith(f"{ws.app}-test-frontend-AddonsStack")]
     assert nested and nested[0]["StackStatus"] == "CREATE_COMPLETE"      # the addons nested stack
     assert f"{ws.app}-test-frontend-orders" in ws.client("dynamodb").list_tables()["TableNames"]
+    # The summary (issue #13): what ran, how long, and the public load balancer's URL to open.
+    env_stack = ws.client("cloudformation").describe_stacks(StackName=f"{ws.app}-test")["Stacks"][0]
+    dns = next(o["OutputValue"] for o in env_stack["Outputs"] if o["OutputKey"] == "PublicLoadBalancerDNSName")
+    summary = first.stdout[first.stdout.index("WORKLOAD  ENV"):]
+    row = next(line for line in summary.splitlines() if line.startswith("frontend  test"))
+    assert "build, push, package, lint, deploy" in row and row.rstrip().endswith(f"http://{dns}"), summary
 
     t0 = time.monotonic()
     second = ws.run("deploy", "name=frontend", "env=test")
     elapsed = time.monotonic() - t0
     m = marks(second.stdout)
     assert [m.get(t) for t in FRONTEND] == ["--"] * len(FRONTEND), second.stdout
+    assert "WORKLOAD  ENV" not in second.stdout          # nothing ran: no summary
     assert ws.mutating() == [], ws.mutating()  # no build, push, change set or any other write
     assert not any(c["operation"] in ("Build", "Push") for c in ws.api_calls())
     assert elapsed < 5, elapsed  # generous bound for a loaded CI machine; bench/ measures the real number
@@ -133,8 +140,11 @@ def test_copilot_cli_and_doit_forms_agree(workspace):
     ws.run("deploy", "--name", "frontend", "--env", "test", tool="copilot")
     out = ws.run("deploy", "name=frontend", "env=test").stdout
     assert set(marks(out).values()) == {"--"}, out
-    ws.run("deploy", "-n", "mailer", "-e", "prod", "--resource-tags",
-           "source/revision=bb133e7,deployment/initiator=manual", tool="copilot")
+    quiet = ws.run("deploy", "-n", "mailer", "-e", "prod", "--resource-tags",
+                   "source/revision=bb133e7,deployment/initiator=manual", "--quiet", tool="copilot").stdout
+    # --quiet: errors and the summary only (no stage lines, no CloudFormation events).
+    assert quiet.lstrip().startswith("WORKLOAD  ENV") and "mailer    prod  build, push, package, lint, deploy" in quiet
+    assert "next run" in quiet and "deploying stack" not in quiet and not marks(quiet), quiet
     out = ws.run("deploy", "name=mailer", "env=prod",
                  "resource-tags=source/revision=bb133e7,deployment/initiator=manual").stdout
     assert set(marks(out).values()) == {"--"}, out

@@ -1,5 +1,6 @@
-"""Ownership of stacks (issue #11 scope 3, first part): an environment stack Copilot created is used as it
-is, a workload stack Copilot created and a stack another tool made are never touched."""
+"""Ownership of stacks (issue #11 scope 3): an environment stack Copilot created is used as it is, a
+workload stack Copilot created is updated (keeping Copilot's custom resources), a stack another tool made is
+never touched."""
 from __future__ import annotations
 
 import json
@@ -48,7 +49,10 @@ def test_a_copilot_environment_stack_is_used_as_it_is(workspace):
     assert marks(forced)["env:test"] == ".", forced
 
 
-def test_a_copilot_workload_stack_is_refused(workspace):
+def test_a_copilot_workload_stack_is_updated_with_copilot_doits_template(workspace):
+    """A workload stack Copilot made (its tags, no copilot-doit key) is updated in place. The emulator holds
+    no custom resources (moto does not run them), so this one has none to keep: tests/test_copilot_resources.py
+    checks the keeping on Copilot's golden stacks."""
     ws = workspace
     ws.run("deploy", "name=api", "env=test")
     cfn = ws.client("cloudformation")
@@ -57,9 +61,14 @@ def test_a_copilot_workload_stack_is_refused(workspace):
     cfn.create_stack(StackName=stack, TemplateBody='{"Resources": {"T": {"Type": "AWS::SNS::Topic"}}}',
                      Tags=[{"Key": "copilot-application", "Value": ws.app}, {"Key": "copilot-environment", "Value": "test"},
                            {"Key": "copilot-service", "Value": "api"}])
-    p = ws.run("deploy", "name=api", "env=test", check=False)
-    assert p.returncode != 0 and "was created by Copilot" in p.stdout and "Traceback" not in p.stdout, p.stdout
-    assert "AWS::SNS::Topic" in json.dumps(cfn.get_template(StackName=stack)["TemplateBody"], default=str)
+    p = ws.run("deploy", "name=api", "env=test")
+    assert marks(p.stdout)["deploy:api@test"] == ".", p.stdout
+    assert f"stack {stack} was created by Copilot: updated with copilot-doit's template, keeping Copilot's custom " \
+           "resources" in p.stdout, p.stdout
+    live = cfn.describe_stacks(StackName=stack)["Stacks"][0]
+    assert live["StackStatus"] == "UPDATE_COMPLETE" and any(t["Key"] == "copilot-doit:deploy-key" for t in live["Tags"])
+    assert "AWS::SNS::Topic" not in json.dumps(cfn.get_template(StackName=stack)["TemplateBody"], default=str)
+    assert all(v == "--" for v in marks(ws.run("deploy", "name=api", "env=test").stdout).values())
 
 
 def test_a_foreign_stack_of_our_name_is_never_touched(workspace):

@@ -313,3 +313,62 @@ def test_patch11_a_nested_stack_that_fails_to_create_leaves_nothing_half_made(cf
     assert {s["StackId"] for s in after if f"/{stack}" in s["StackId"]} == before                                           # no half-made nested stack
     assert f"{stack}-Extra" not in ddb.list_tables()["TableNames"]                           # its first table removed
     assert {r["LogicalResourceId"] for r in cfn.describe_stack_resources(StackName=stack)["StackResources"]} == {"Addons"}
+
+
+def test_patch12_an_output_whose_condition_is_false_is_left_out(cfn):
+    """Copilot's env template exports the public load balancer's DNS name under `Condition: CreateALB`;
+    with no load-balanced workload the condition is false and the load balancer is not created."""
+    stack = name()
+    template = {"Parameters": {"Workloads": {"Type": "String", "Default": ""}},
+                "Conditions": {"HasWorkloads": {"Fn::Not": [{"Fn::Equals": [{"Ref": "Workloads"}, ""]}]}},
+                "Resources": {"Log": {"Type": "AWS::Logs::LogGroup"},
+                              "Topic": {"Type": "AWS::SNS::Topic", "Condition": "HasWorkloads"}},
+                "Outputs": {"LogName": {"Value": {"Ref": "Log"}, "Export": {"Name": f"{stack}-LogName"}},
+                            "TopicName": {"Condition": "HasWorkloads", "Value": {"Fn::GetAtt": ["Topic", "TopicName"]},
+                                          "Export": {"Name": f"{stack}-TopicName"}}}}
+    cfn.create_stack(StackName=stack, TemplateBody=json.dumps(template))
+    out = cfn.describe_stacks(StackName=stack)["Stacks"][0]
+    assert out["StackStatus"] == "CREATE_COMPLETE"
+    assert [o["OutputKey"] for o in out["Outputs"]] == ["LogName"]
+    exports = {e["Name"] for page in cfn.get_paginator("list_exports").paginate() for e in page["Exports"]}
+    assert f"{stack}-LogName" in exports and f"{stack}-TopicName" not in exports
+
+
+def test_patch13_a_deleted_stack_takes_its_listener_rule_target_group_and_listener_along(cfn, services_up):
+    """`svc delete` then deploy again: the workload's listener rule on the environment's load balancer keeps
+    its priority (derived from the workload's name), so a rule left behind made the new stack fail."""
+    env, workload = name(), name()
+    env_tpl = {"Resources": {
+        "Vpc": {"Type": "AWS::EC2::VPC", "Properties": {"CidrBlock": "10.7.0.0/16"}},
+        "SubnetA": {"Type": "AWS::EC2::Subnet", "Properties": {"VpcId": {"Ref": "Vpc"}, "CidrBlock": "10.7.0.0/24",
+                                                               "AvailabilityZone": "us-east-1a"}},
+        "SubnetB": {"Type": "AWS::EC2::Subnet", "Properties": {"VpcId": {"Ref": "Vpc"}, "CidrBlock": "10.7.1.0/24",
+                                                               "AvailabilityZone": "us-east-1b"}},
+        "Alb": {"Type": "AWS::ElasticLoadBalancingV2::LoadBalancer", "Properties": {
+            "Scheme": "internet-facing", "Subnets": [{"Ref": "SubnetA"}, {"Ref": "SubnetB"}]}}},
+        "Outputs": {"Alb": {"Value": {"Ref": "Alb"}}, "Vpc": {"Value": {"Ref": "Vpc"}}}}
+    out = {o["OutputKey"]: o["OutputValue"] for o in via_change_set(cfn, env, env_tpl)["Outputs"]}
+    workload_tpl = {"Resources": {
+        "Tg": {"Type": "AWS::ElasticLoadBalancingV2::TargetGroup", "Properties": {
+            "Port": 80, "Protocol": "HTTP", "TargetType": "ip", "VpcId": out["Vpc"]}},
+        "Http": {"Type": "AWS::ElasticLoadBalancingV2::Listener", "Properties": {
+            "LoadBalancerArn": out["Alb"], "Port": 80, "Protocol": "HTTP",
+            "DefaultActions": [{"Type": "forward", "TargetGroupArn": {"Ref": "Tg"}}]}},
+        "Rule": {"Type": "AWS::ElasticLoadBalancingV2::ListenerRule", "Properties": {
+            "ListenerArn": {"Ref": "Http"}, "Priority": 7,
+            "Conditions": [{"Field": "path-pattern", "PathPatternConfig": {"Values": ["/api/*"]}}],
+            "Actions": [{"Type": "forward", "TargetGroupArn": {"Ref": "Tg"}}]}}},
+        "Outputs": {"Tg": {"Value": {"Ref": "Tg"}}}}
+    first = via_change_set(cfn, workload, workload_tpl)
+    assert first["StackStatus"] == "CREATE_COMPLETE", first
+    elbv2 = boto3.client("elbv2", endpoint_url=services_up.moto_url, region_name="us-east-1",
+                         aws_access_key_id="testing", aws_secret_access_key="testing")
+    cfn.delete_stack(StackName=first["StackId"])
+    assert cfn.describe_stacks(StackName=first["StackId"])["Stacks"][0]["StackStatus"] == "DELETE_COMPLETE"
+    assert elbv2.describe_listeners(LoadBalancerArn=out["Alb"])["Listeners"] == []    # without the patch: still there
+    assert first["Outputs"][0]["OutputValue"] not in {
+        g["TargetGroupArn"] for g in elbv2.describe_target_groups()["TargetGroups"]}
+    again = via_change_set(cfn, workload, workload_tpl)   # without the patch: PriorityInUse
+    assert again["StackStatus"] == "CREATE_COMPLETE", again
+    cfn.delete_stack(StackName=workload)
+    cfn.delete_stack(StackName=env)

@@ -174,7 +174,8 @@ def test_svc_package_of_copilots_kitchen_sink_manifest(tmp_path, monkeypatch):
     monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-docker.sock")
     s = Session(Options(names=["fe"], envs=["test"]))
     target = s.target("test")
-    target._clients.update({"elbv2": _RecordedElbv2(), "sts": _RecordedSts(), "ssm": _RecordedSsm()})
+    target._clients.update({"elbv2": _RecordedElbv2(), "sts": _RecordedSts()})
+    target._registry_client = _RecordedSsm()   # Copilot's registry: the app's home region (us-west-2 here)
     pkg = packaging.workload_package(s, "fe", "test")
     written = packaging.write(pkg, str(tmp_path / "out"))
     assert sorted(Path(p).name for p in written) == ["fe-test.params.json", "fe-test.stack.yml"]

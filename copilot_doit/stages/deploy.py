@@ -62,14 +62,12 @@ def status(s: Session, name: str, env: str) -> Status:
         stack_name = s.stack_name(name, env)
         live = s.stacks(env).get(stack_name)
         stacks.refuse_foreign(live, stack_name, s.ws.app, env, name)
-        if stacks.owner(live, s.ws.app, env, name) == stacks.COPILOT:
+        if stacks.owner(live, s.ws.app, env, name) == stacks.COPILOT and not s.opts.force:
             # Copilot's workload stacks hold custom resources whose Delete handlers act on the environment
             # (the env controller strips the workload from ALBWorkloads/NATWorkloads, which can remove the
-            # load balancer): a template without them must not replace it.
-            raise StageFailed(f"stack {stack_name} was created by Copilot: updating it with copilot-doit's "
-                              "template would delete Copilot's custom resources (env controller, rule "
-                              "priorities) and with them the environment's shared resources this workload "
-                              "holds; deploy it with Copilot, or delete it with `copilot svc delete` first")
+            # load balancer): the update keeps them (copilot_resources.py, in run).
+            return Status(True, f"stack {stack_name} was created by Copilot: updated with copilot-doit's template, "
+                                "keeping Copilot's custom resources (env controller, rule priorities)", k, None, inputs)
         # Trusted from the shared cache even without a key: what decides is the live stack's key tag;
         # the record only adds the update time it saw.
         rec = s.cache.get_action("deploy", k, trust_remote=True)
@@ -85,6 +83,31 @@ def status(s: Session, name: str, env: str) -> Status:
     return s.memo(("deploy", name, env), compute)
 
 
+def service_progress(s: Session, name: str, env: str, stack_name: str, started: float):
+    """The ECS rollout shown while a service's stack deploys (rollout.ServiceProgress), on a target whose
+    ECS runs tasks; None for a job (no service) and where tasks never run (the emulator)."""
+    target = s.target(env)
+    cluster = (env_stage.status(s, None, env).result or {}).get("outputs", {}).get("ClusterId")
+    if s.manifests[(name, env)].type == JOB or not target.waits_for_services or not cluster:
+        return None
+    from datetime import datetime, timezone
+    from .. import rollout
+    cfn = target.client("cloudformation")
+
+    def find_service():
+        try:
+            res = cfn.describe_stack_resource(StackName=stack_name, LogicalResourceId="Service")["StackResourceDetail"]
+        except Exception as exc:  # not created yet ("does not exist"): look again at the next poll
+            if "does not exist" in str(exc):
+                return None
+            raise
+        return res.get("PhysicalResourceId") or None
+
+    # A few seconds early: ECS stamps deployments and tasks with AWS's clock, not this machine's.
+    since = datetime.fromtimestamp(started - 5, timezone.utc)
+    return rollout.ServiceProgress(target.client("ecs"), cluster, find_service, since, name)
+
+
 def run(s: Session, name: str, env: str) -> dict:
     st = must_run(status(s, name, env), stage_id("deploy", name, env))
     if st is None:
@@ -98,21 +121,38 @@ def run(s: Session, name: str, env: str) -> dict:
     stack_name = s.stack_name(name, env)
     from ..templates.env import EXPORTS
     env_outputs = set((env_stage.status(s, None, env).result or {}).get("outputs") or {})
+    parameters = st.inputs["parameters"]
+    live = s.stacks(env).get(stack_name)
+    if live is not None:
+        # A stack that holds Copilot's custom resources (one Copilot created, and since then updated by
+        # copilot-doit) keeps them: the template deployed is ours (linted by the lint stage) plus those, taken
+        # unchanged from the live stack, so CloudFormation leaves them alone. They are not linted again: they
+        # are Copilot's as deployed (cfn-lint flags e.g. their nodejs20.x runtime, which only matters to a
+        # create or an update of the function, and neither happens).
+        from .. import copilot_resources
+        body, parameters, notes = copilot_resources.keep(target.client("cloudformation"), stack_name, body,
+                                                         parameters, live.get("parameters") or {})
+        for n in notes:
+            print(f"  {n}")
     deploy_body = stacks.deployable(target, body, set(EXPORTS) - env_outputs)
     if s.opts.no_rollback:
         print(stacks.NO_ROLLBACK_WARNING)
     # Copilot's order: the workload is in the application's registry (`svc init`) before its stack is
     # deployed, so a type conflict stops the run before any change; an app Copilot doesn't know is said once.
     target.register_workload(s.ws.app, name, m.type)
+    role = s.execution_role(env)
     print(f"deploying stack {stack_name} ({target.kind} target): {st.reason}")
+    if role:
+        print(f"  as Copilot's environment execution role {role}")
     started = time.time()
     # --detach: not for a stack another selected deploy waits for (a subscriber needs its topics).
     waiters = [n for n in s.names if stage_id("deploy", name, env) in ordering(s, n, env)]
     if s.opts.detach and waiters:
         print(f"  --detach: waiting for stack {stack_name} all the same: {', '.join(waiters)} subscribe to its topics")
-    out = stacks.deploy(target, stack_name, deploy_body, st.inputs["parameters"],
+    out = stacks.deploy(target, stack_name, deploy_body, parameters,
                         {**st.inputs["tags"], stacks.KEY_TAG: st.key.hex}, disable_rollback=s.opts.no_rollback,
-                        app=s.ws.app, wait=not (s.opts.detach and not waiters))
+                        app=s.ws.app, wait=not (s.opts.detach and not waiters), role_arn=role,
+                        progress=service_progress(s, name, env, stack_name, started))
     s.changed(env, name=name)
     if out.get("detached"):
         # Not recorded: the next run checks the live stack again (and waits for it while it is in progress).

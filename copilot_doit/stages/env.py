@@ -131,29 +131,59 @@ def explain(old: dict, new: dict) -> list[str]:
     return [explain_inputs(old, new)]
 
 
+def prod_env(s: Session, env: str) -> bool:
+    """Copilot's SSM entry marks the environment `prod` (its older flag; read once per run)."""
+    entry = s.target(env).copilot_env(s.ws.app, env)
+    return bool(entry is not None and entry.prod)
+
+
+def gated(s: Session, env: str, live: dict | None, st: Status) -> Status:
+    """An existing environment stack is updated only when that is safe (Copilot's --deploy-env and
+    --no-deploy-env): never with --no-deploy-env; for an environment Copilot marks prod, only with
+    --deploy-env or a confirmation on a terminal. A missing stack is created either way. A stack kept as it
+    is serves the workloads with its outputs; a broken one cannot, and stops the run."""
+    if not st.run or live is None or s.opts.deploy_env is True:
+        return st
+    name = stack_name(s, env)
+    if s.opts.deploy_env is False:
+        why = f"--no-deploy-env: stack {name} is used as it is, not updated ({st.reason})"
+    elif env not in s.opts.prod_confirmed and prod_env(s, env):
+        why = (f"environment {env} is marked prod in Copilot's application: stack {name} is not updated without "
+               f"--deploy-env (deploy-env=1) or a yes on a terminal ({st.reason})")
+    else:
+        return st
+    if live["status"] not in stacks.LIVE_STATES:
+        raise StageFailed(f"stack {name} is {live['status']} and cannot serve the workloads as it is; "
+                          f"{why.split(': ', 1)[0]}: deploy it with --deploy-env (deploy-env=1)")
+    return Status(False, why, st.key, {"outputs": live["outputs"], "owner": stacks.owner(live, s.ws.app, env)},
+                  st.inputs)
+
+
 def status(s: Session, name: None, env: str) -> Status:
-    def compute():
-        k, ins = inputs(s, env)
-        live = s.stacks(env).get(stack_name(s, env))
-        stacks.refuse_foreign(live, stack_name(s, env), s.ws.app, env)
-        if stacks.owner(live, s.ws.app, env) == stacks.COPILOT and not s.opts.deploy_env:
-            # Copilot's environment stack carries its roles and custom resources; replacing its template
-            # with ours would delete them. Its exports serve the workload stacks as they are.
-            return Status(False, f"stack {stack_name(s, env)} was created by Copilot: used as it is (its exports "
-                                 "serve the workloads; deploy-env=1 / --deploy-env replaces its template)",
-                          k, {"outputs": live["outputs"], "owner": stacks.COPILOT}, ins)
-        rec = s.cache.get_action("env", k)
-        ok, why = stacks.live_ok(s.stacks(env), stack_name(s, env), k, ins["parameters"],
-                                 (rec or {}).get("result", {}).get("updated"))
-        if rec and ok:
-            return Status(False, why, k, rec["result"], ins)
-        if not ok and rec:
-            return Status(True, why, k, None, ins)
-        if ok:  # deployed from these inputs elsewhere (another checkout, a CI runner): adopt it
-            outputs = s.stacks(env)[stack_name(s, env)]["outputs"]
-            return Status(False, why + "; recorded by another runner", k, {"outputs": outputs}, ins)
-        return Status(True, f"{why}; {s.why('env', f'env:{env}', ins, k, explain)}", k, None, ins)
-    return s.memo(("env", env), compute)
+    return s.memo(("env", env), lambda: gated(s, env, s.stacks(env).get(stack_name(s, env)), _status(s, env)))
+
+
+def _status(s: Session, env: str) -> Status:
+    k, ins = inputs(s, env)
+    live = s.stacks(env).get(stack_name(s, env))
+    stacks.refuse_foreign(live, stack_name(s, env), s.ws.app, env)
+    if stacks.owner(live, s.ws.app, env) == stacks.COPILOT and not s.opts.deploy_env:
+        # Copilot's environment stack carries its roles and custom resources; replacing its template
+        # with ours would delete them. Its exports serve the workload stacks as they are.
+        return Status(False, f"stack {stack_name(s, env)} was created by Copilot: used as it is (its exports "
+                             "serve the workloads; deploy-env=1 / --deploy-env replaces its template)",
+                      k, {"outputs": live["outputs"], "owner": stacks.COPILOT}, ins)
+    rec = s.cache.get_action("env", k)
+    ok, why = stacks.live_ok(s.stacks(env), stack_name(s, env), k, ins["parameters"],
+                             (rec or {}).get("result", {}).get("updated"))
+    if rec and ok:
+        return Status(False, why, k, rec["result"], ins)
+    if not ok and rec:
+        return Status(True, why, k, None, ins)
+    if ok:  # deployed from these inputs elsewhere (another checkout, a CI runner): adopt it
+        outputs = s.stacks(env)[stack_name(s, env)]["outputs"]
+        return Status(False, why + "; recorded by another runner", k, {"outputs": outputs}, ins)
+    return Status(True, f"{why}; {s.why('env', f'env:{env}', ins, k, explain)}", k, None, ins)
 
 
 def run(s: Session, name: None, env: str) -> dict:
@@ -174,8 +204,12 @@ def run(s: Session, name: None, env: str) -> dict:
     report = linting.lint_template(s.cache, body, target.settings.region, f"{stack}.yml")
     deploy_body = stacks.deployable(target, body)
     tags = {**st.inputs["tags"], stacks.KEY_TAG: st.key.hex}
+    # Copilot's env controller's values (templates.env.KEPT_PARAMETERS) go back as they are, as Copilot's own
+    # `env deploy` keeps them: left out, they would fall back to their defaults.
+    from ..templates.env import kept_parameters
+    parameters = {**kept_parameters((s.stacks(env).get(stack) or {}).get("parameters")), **st.inputs["parameters"]}
     print(f"deploying environment stack {stack} ({target.kind} target)")
-    stacks.deploy(target, stack, deploy_body, st.inputs["parameters"], tags, app=s.ws.app)
+    stacks.deploy(target, stack, deploy_body, parameters, tags, app=s.ws.app, role_arn=s.execution_role(env))
     s.changed(env)
     live = s.stacks(env).get(stack)
     if not live or live["tags"].get(stacks.KEY_TAG) != st.key.hex:

@@ -2,13 +2,15 @@
 
     aws.py      real AWS through boto3's default credential chain (`AwsTarget`)
     local/      the embedded moto server + docker-registry (`LocalTarget`): the only code that knows
-                the emulator (services, moto patches, compat step, plain-HTTP fast path)
+                the emulator (services, moto patches, compat step, plain-HTTP fast path); also
+                `target: aws` with AWS_ENDPOINT_URL at that emulator (`local/endpoint.py`)
 
 Stages talk to a target only through the methods below, so they never ask which kind they have.
 The implementations are imported on first use: the face itself costs nothing on the no-op path.
 """
 from __future__ import annotations
 
+import os
 from typing import Protocol, runtime_checkable
 
 
@@ -43,6 +45,9 @@ class Target(Protocol):
     # Copilot's application registry in SSM (copilot_doit/registry.py); the local target has none
     def copilot_app(self, app: str): ...                        # registry.App | None, read once per run
     def copilot_env(self, app: str, env: str): ...              # registry.Env | None, read once per run
+    def use_copilot_region(self, app: str) -> None: ...         # bind the app; region from SSM when unset
+    def registry_region(self) -> str: ...                       # the app's home region (Copilot's SSM)
+    def registry_client(self): ...                              # SSM there, with the app account's credentials
     def register_workload(self, app: str, name: str, wtype: str) -> str: ...  # "created" | "unchanged" | "standalone"
 
     # stacks
@@ -65,6 +70,11 @@ def target_for(settings, cache_root) -> Target:
     if settings.target == "local":
         from .local import LocalTarget
         return LocalTarget(settings, cache_root)
+    if os.environ.get("AWS_ENDPOINT_URL"):  # the emulator copilot-doit runs, reached on the AWS code path?
+        from .local.endpoint import target_for_endpoint
+        emulated = target_for_endpoint(settings, cache_root)
+        if emulated is not None:
+            return emulated
     from .aws import AwsTarget
     return AwsTarget(settings, cache_root)
 

@@ -18,6 +18,12 @@ _AUDITED_PARAMS = {"ExecuteChangeSet": ("DisableRollback",), "CreateChangeSet": 
                    "UpdateService": ("forceNewDeployment",)}
 
 
+def _profile_region(profile: str | None) -> str | None:
+    """The region the profile (or AWS_REGION / AWS_DEFAULT_REGION) configures, None when none does."""
+    import boto3
+    return boto3.Session(profile_name=profile).region_name
+
+
 def merge_listed(listing: dict, name: str, entry: dict) -> None:
     """Add one stack of a DescribeStacks listing. Deleted stacks are left out; a name listed twice (an
     emulator may keep a second stack of one name) keeps the entry that is not `*_COMPLETE`, so the live
@@ -41,17 +47,102 @@ class AwsTarget:
         self.settings = settings
         self.cache_root = cache_root
         self._clients: dict = {}
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # client() -> session() -> the registry read -> _registry_memo
         self._session = None
+        self._base_session = None
+        self._registry_client = None
+        self._home_region = None
         self._account = None
         self._registry: dict = {}  # Copilot's SSM entries read (or written) this run
+        self.app = ""              # set by use_copilot_region: the application this run deploys
 
     # --- clients ------------------------------------------------------------------------------------
-    def session(self):
-        if self._session is None:
+    def base_session(self):
+        """boto3's default credential chain (the environment's profile): the application's account, where
+        Copilot's registry lives."""
+        if self._base_session is None:
             import boto3
-            self._session = boto3.Session(profile_name=self.settings.profile, region_name=self.settings.region)
+            self._base_session = boto3.Session(profile_name=self.settings.profile, region_name=self.settings.region)
+        return self._base_session
+
+    def session(self):
+        """The environment's account: the default chain, or, for an environment Copilot registered in
+        another account, its `managerRoleARN` assumed through botocore's own assume-role credential
+        provider (refreshed by botocore; nothing cached by copilot-doit)."""
+        if self._session is None:
+            role = self._manager_role()
+            self._session = self.base_session() if role is None else self._assumed(role)
         return self._session
+
+    def _manager_role(self) -> str | None:
+        """Copilot's manager role of this environment when its SSM entry puts it in another account than
+        the default credentials' one (Copilot: `env init` in another account), else None."""
+        if not self.app:
+            return None
+        entry = self.copilot_env(self.app, self.settings.name)
+        if entry is None or not entry.account_id or not entry.manager_role_arn:
+            return None
+        from botocore.config import Config
+        base_sts = self.base_session().client("sts", config=Config(**self.client_config()), **self.client_kwargs())
+        if entry.account_id == self._caller_account(base_sts):
+            return None
+        return entry.manager_role_arn
+
+    def _assumed(self, role_arn: str):
+        import boto3
+        import botocore.session
+        from botocore.credentials import AssumeRoleCredentialFetcher, DeferredRefreshableCredentials
+        base = self.base_session()._session
+        fetcher = AssumeRoleCredentialFetcher(
+            client_creator=base.create_client, source_credentials=base.get_credentials(), role_arn=role_arn,
+            extra_args={"RoleSessionName": f"copilot-doit-{self.settings.name}"[:64]})
+        assumed = botocore.session.Session()
+        assumed._credentials = DeferredRefreshableCredentials(method="assume-role",
+                                                              refresh_using=fetcher.fetch_credentials)
+        print(f"environment {self.settings.name}: using Copilot's environment manager role {role_arn}")
+        return boto3.Session(botocore_session=assumed, region_name=self.settings.region)
+
+    def registry_region(self) -> str:
+        """Where Copilot keeps the application's SSM registry: `application.region` in copilot-doit.yml,
+        else the default profile's region (Copilot's own choice: the region `app init` ran in), else the
+        environment's region."""
+        if self.settings.registry_region:
+            return self.settings.registry_region
+        if self._home_region is None:
+            self._home_region = _profile_region(self.settings.profile) or self.settings.region
+        return self._home_region
+
+    def registry_client(self):
+        """SSM of the application's home region, with the default credentials (the app's account)."""
+        with self._lock:
+            if self._registry_client is None:
+                from botocore.config import Config
+                self._registry_client = self.base_session().client(
+                    "ssm", region_name=self.registry_region(), config=Config(**self.client_config()),
+                    **self.client_kwargs())
+            return self._registry_client
+
+    def use_copilot_region(self, app: str) -> None:
+        """Bind this target to its application; when copilot-doit.yml names no region for the environment,
+        the region of Copilot's SSM entry for it (if any) is the environment's region. Called once, before
+        any stage reads the region."""
+        self.app = app
+        if self.settings.region_set:
+            return
+        # Without `region:` in copilot-doit.yml: Copilot's entry, else the profile's (or AWS_REGION's)
+        # region, as boto3 would choose, else us-east-1.
+        default = _profile_region(self.settings.profile) or self.settings.region
+        entry = self.copilot_env(app, self.settings.name)
+        region = entry.region if entry is not None and entry.region else default
+        if region != default:
+            print(f"environment {self.settings.name}: region {region} from Copilot's SSM entry "
+                  f"(set `region:` in copilot-doit.yml to override)")
+        if region != self.settings.region:
+            from dataclasses import replace
+            self.settings = replace(self.settings, region=region)
+            self._base_session = self._session = None
+            self._registry_client = None
+            self._clients.clear()
 
     def client_kwargs(self) -> dict:
         return {}
@@ -75,16 +166,30 @@ class AwsTarget:
         keep = {k: params[k] for k in _AUDITED_PARAMS.get(op, ()) if k in params}
         log_api(model.service_model.service_name, op, self.kind, keep)
 
+    def _caller_account(self, sts) -> str:
+        try:
+            return sts.get_caller_identity()["Account"]
+        except Exception as exc:  # no credentials, no network, a role that may not be assumed: one message
+            raise ServiceUnavailable(f"cannot reach AWS for environment '{self.settings.name}': {exc}",
+                                     allowed="configure credentials (AWS_PROFILE, ~/.aws) or set target: local") from None
+
     def account_id(self) -> str:
+        """The environment's account, checked before anything changes against copilot-doit.yml's `account`
+        and, for an environment Copilot registered, the `accountID` of its SSM entry."""
         if self._account is None:
-            try:
-                self._account = self.client("sts").get_caller_identity()["Account"]
-            except Exception as exc:  # no credentials, no network: one clear message
-                raise ServiceUnavailable(f"cannot reach AWS for environment '{self.settings.name}': {exc}",
-                                         allowed="configure credentials (AWS_PROFILE, ~/.aws) or set target: local") from None
-            if self.settings.account and self.settings.account != self._account:
-                raise UserError(f"credentials are for account {self._account}, but environment "
+            from .. import registry
+            account = self._caller_account(self.client("sts"))
+            entry = self.copilot_env(self.app, self.settings.name) if self.app else None
+            if self.settings.account and self.settings.account != account:
+                raise UserError(f"credentials are for account {account}, but environment "
                                 f"'{self.settings.name}' expects {self.settings.account}", field="account")
+            if entry is not None and entry.account_id and entry.account_id != account:
+                raise UserError(f"credentials are for account {account}, but Copilot registered environment "
+                                f"'{self.settings.name}' in account {entry.account_id} "
+                                f"(SSM {registry.env_path(self.app, self.settings.name)})", field="account",
+                                allowed="credentials of that account, or of the application's account with "
+                                        "the environment's managerRoleARN in Copilot's entry")
+            self._account = account
         return self._account
 
     # --- registry -----------------------------------------------------------------------------------
@@ -254,12 +359,12 @@ class AwsTarget:
 
     def _ssm_read(self, what: str, fn):
         try:
-            return fn(self.client("ssm"))
+            return fn(self.registry_client())
         except UserError:  # registry.RegistryConflict, a malformed entry: already one clear message
             raise
         except Exception as exc:  # no credentials, no network, no permission: one clear message
             raise ServiceUnavailable(f"cannot use {what} in Copilot's SSM store for environment "
-                                     f"'{self.settings.name}' ({self.settings.region}): {exc}",
+                                     f"'{self.settings.name}' ({self.registry_region()}): {exc}",
                                      allowed="credentials that may call ssm:GetParameter (and, to register a "
                                              "workload, ssm:PutParameter and ssm:AddTagsToResource) on "
                                              "/copilot/applications/*, or set target: local") from None
@@ -276,6 +381,8 @@ class AwsTarget:
         """Copilot's `/copilot/applications/<app>/environments/<env>` (registry.Env: region, account id,
         execution and manager role ARNs, the legacy prod flag), or None. One GetParameter per run."""
         from .. import registry
+        if self.copilot_app(app) is None:  # no application (or not readable: said once): no environment
+            return None
         return self._registry_memo(("env", app, env), lambda: self._ssm_read(
             f"environment {env} of application {app}", lambda ssm: registry.read_env(ssm, app, env)))
 

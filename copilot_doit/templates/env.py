@@ -1,19 +1,39 @@
 """The environment stack `<app>-<env>`: network, ECS cluster, load balancers, service discovery, exports.
 
 Composed from env_network (NAT gateways, flow logs, custom security group rules, VPC endpoints), env_efs
-(the managed file system) and env_cdn (CloudFront). Export names follow Copilot (`<app>-<env>-ClusterId`,
-...) so workload stacks import them.
+(the managed file system), env_cdn (CloudFront) and env_roles (Copilot's bootstrap roles). Export names
+follow Copilot (`<app>-<env>-ClusterId`, ...) so workload stacks import them, copilot-doit's and Copilot's.
 """
 from __future__ import annotations
 
 from . import getatt, ref, sub
 from .env_cdn import cdn as cdn_part
 from .env_efs import managed_efs as efs_part
-from . import env_dns, env_network
+from . import env_dns, env_network, env_roles
 
 # Bump when this module's output changes: every environment stack is then re-rendered and updated.
 # env/5: Copilot's export and output names added beside copilot-doit's own (COPILOT_OUTPUTS).
-RECIPE = "env/5"
+# env/6: Copilot's bootstrap roles, their outputs, EnabledFeatures and the parameters Copilot's env controller
+#        updates (COPILOT_PARAMETERS), so that Copilot's own workload stacks deploy against the stack.
+RECIPE = "env/6"
+
+# Parameters of Copilot's env template (template/templates/environment/cf.yml), declared as Copilot declares
+# them, each with a default, so that copilot-doit passes only AppName and EnvironmentName (and
+# CloudFrontPrefixListId) as before. copilot-doit does nothing with them: none of its resources depends on
+# their values, except the EnvironmentManagerRole's trust (ToolsAccountPrincipalARN: when empty, the
+# account's root). They exist because Copilot writes them: the env controller, a custom resource in every
+# Copilot workload stack, calls UpdateStack on `<app>-<env>` with the stack's own parameter list, a
+# workload name added to (or removed from) the lists below; CloudFormation refuses a parameter the template
+# does not declare. Copilot's `svc deploy` also decides which features the environment offers by which of
+# them it declares (describe.EnvDescriber.AvailableFeatures), and reads ServiceDiscoveryEndpoint (the
+# default: copilot-doit's namespace `<env>.<app>.local`). Copilot's own `env deploy` keeps their live values
+# (transformEnvControllerParameters); so does copilot-doit's env stage (kept_parameters), whose live check
+# compares only the parameters it passes (stacks.live_ok).
+CONTROLLER_PARAMETERS = ("ALBWorkloads", "InternalALBWorkloads", "EFSWorkloads", "NATWorkloads",
+                         "AppRunnerPrivateWorkloads", "Aliases")
+COPILOT_PARAMETERS = ("ALBWorkloads", "InternalALBWorkloads", "EFSWorkloads", "NATWorkloads",
+                      "AppRunnerPrivateWorkloads", "ToolsAccountPrincipalARN", "AppDNSName", "AppDNSDelegationRole",
+                      "Aliases", "CreateHTTPSListener", "CreateInternalHTTPSListener", "ServiceDiscoveryEndpoint")
 
 # copilot-doit's own outputs, each exported as `<stack>-<output>`: its workloads import these.
 OWN_EXPORTS = ("VpcId", "PublicSubnets", "PrivateSubnets", "ClusterId", "EnvironmentSecurityGroup",
@@ -22,6 +42,9 @@ OWN_EXPORTS = ("VpcId", "PublicSubnets", "PrivateSubnets", "ClusterId", "Environ
                "ServiceDiscoveryNamespaceID", "CanonicalHostedZoneID", "InternalLoadBalancerCanonicalHostedZoneID",
                "HTTPSListenerArn", "InternalHTTPSListenerArn", "ManagedFileSystemID", "CloudFrontDomainName",
                "EnvironmentHostedZone", "EnvironmentSubdomain")
+# The bootstrap roles' outputs under Copilot's names (env_roles.outputs), which copilot-doit's own workloads
+# do not read. Every stack also has Copilot's EnabledFeatures output (see render).
+ROLE_OUTPUTS = ("EnvironmentManagerRoleARN", "CFNExecutionRoleARN")
 # Additional outputs under Copilot's names (its env template, template/templates/environment/), so that
 # Copilot's workload templates find what they read from an environment copilot-doit made: output key ->
 # (the export name's suffix, or None when Copilot exports that value under a name copilot-doit already
@@ -41,11 +64,11 @@ COPILOT_OUTPUTS = {
     "FilesystemID": ("FilesystemID", "FileSystem"),
 }
 # Every output the env stack may have (which ones depends on the manifest and the keyword arguments).
-EXPORTS = OWN_EXPORTS + tuple(COPILOT_OUTPUTS)
+EXPORTS = OWN_EXPORTS + tuple(COPILOT_OUTPUTS) + ROLE_OUTPUTS + ("EnabledFeatures",)
 # The ones every environment with both load balancers and a new VPC has.
 BASE_EXPORTS = OWN_EXPORTS[:14] + ("PublicLoadBalancerDNS", "PublicLoadBalancerHostedZone", "InternalLoadBalancerDNS",
                                    "InternalLoadBalancerHostedZone", "InternalLoadBalancerSecurityGroup",
-                                   "InternetGatewayID", "PublicRouteTableID")
+                                   "InternetGatewayID", "PublicRouteTableID") + ROLE_OUTPUTS + ("EnabledFeatures",)
 DEFAULT_SSL_POLICY = "ELBSecurityPolicy-2016-08"
 # Elastic Load Balancing's account per region, for the access-log bucket policy (AWS documentation).
 ELB_ACCOUNTS = {
@@ -91,7 +114,8 @@ INTERNAL_ALB = ("InternalLoadBalancerSecurityGroup", "InternalLoadBalancer", "In
 def render(app: str, env: str, manifest: dict, public_alb: bool = True,
            internal_alb: bool = True, nat_gateways: bool = False, managed_efs: bool = False,
            vpc_endpoints: tuple | list = (), cloudfront_prefix_list: str | None = None,
-           domain: str | None = None, zone_ids: dict | None = None, aliases: tuple | list = ()) -> tuple[dict, dict]:
+           domain: str | None = None, zone_ids: dict | None = None, aliases: tuple | list = (),
+           artifact_bucket_arn: str | None = None, artifact_key_arn: str | None = None) -> tuple[dict, dict]:
     """(template, parameters) for the environment stack. Load balancers exist only when a workload of
     the workspace needs them (Copilot does this lazily through its EnvController custom resource), and so
     do NAT gateways (`nat_gateways`: a workload is placed in private subnets) and the managed EFS file
@@ -101,7 +125,15 @@ def render(app: str, env: str, manifest: dict, public_alb: bool = True,
     `com.amazonaws.global.cloudfront.origin-facing` in the region (ingress restricted to the CDN).
     `domain`: the application domain (env_dns: the env's hosted zone, its delegation, the certificate and
     HTTPS listener, the `aliases`' records); `zone_ids` the ids of the app zone and, when an alias lives
-    there, the domain's zone (`{"app": ..., "root": ...}`)."""
+    there, the domain's zone (`{"app": ..., "root": ...}`). `artifact_bucket_arn` / `artifact_key_arn`:
+    the Copilot application's artifact bucket and KMS key in this region, which Copilot's CLI writes to as
+    the EnvironmentManagerRole (env_roles.roles; without them the role lacks those two statements)."""
+    if len(f"{app}-{env}") > env_roles.MAX_STACK_NAME:
+        from ..errors import UserError
+        raise UserError(f"environment {env} of application {app}: the stack name {app}-{env} is too long for "
+                        f"Copilot's role name {app}-{env}-CFNExecutionRole (IAM allows 64 characters)",
+                        allowed=f"application and environment names of at most {env_roles.MAX_STACK_NAME - 1} "
+                                "characters together")
     want_nat, want_efs, want_endpoints = nat_gateways, managed_efs, list(vpc_endpoints or ())
     vpc_cfg = (manifest.get("network") or {}).get("vpc") or {}
     http_cfg = manifest.get("http") or {}
@@ -200,7 +232,8 @@ def render(app: str, env: str, manifest: dict, public_alb: bool = True,
             "Name": sub("${EnvironmentName}.${AppName}.local"), "Vpc": vpc_id}},
     })
 
-    parameters = {"AppName": {"Type": "String"}, "EnvironmentName": {"Type": "String"}}
+    parameters = {"AppName": {"Type": "String"}, "EnvironmentName": {"Type": "String"},
+                  **_copilot_parameters(app, env, domain)}
     params = {"AppName": app, "EnvironmentName": env}
     mappings: dict = {}
     env_network.security_group_rules(resources["EnvironmentSecurityGroup"]["Properties"], vpc_cfg.get("security_group"))
@@ -248,16 +281,57 @@ def render(app: str, env: str, manifest: dict, public_alb: bool = True,
                 resources.pop(n, None)
                 outputs.pop(n, None)
     _copilot_outputs(resources, outputs, out)
+    # Copilot's HTTPS parameters say what the stack has (Copilot decides the listeners by them).
+    parameters["CreateHTTPSListener"]["Default"] = "true" if "HTTPSListener" in resources else "false"
+    parameters["CreateInternalHTTPSListener"]["Default"] = "true" if "InternalHTTPSListener" in resources else "false"
+    certs = (list(pub_cfg.get("certificates") or []) + list(priv_cfg.get("certificates") or [])
+             + ([cdn_cfg["certificate"]] if isinstance(cdn_cfg, dict) and cdn_cfg.get("certificate") else []))
+    # First, as in Copilot's template (its bootstrap stack creates them before anything else).
+    resources = {**env_roles.roles(certs, artifact_bucket_arn, artifact_key_arn), **resources}
+    outputs.update(env_roles.outputs())
+    # Copilot's: a change of the env controller's parameters changes this output, so its UpdateStack is an
+    # update (with nothing depending on them, CloudFormation would answer "No updates are to be performed",
+    # which fails the env controller and with it Copilot's workload deploy).
+    outputs["EnabledFeatures"] = {
+        "Value": sub("${ALBWorkloads},${InternalALBWorkloads},${EFSWorkloads},${NATWorkloads},${Aliases},"
+                     "${AppRunnerPrivateWorkloads}"),
+        "Description": "Required output to force the stack to update if mutating feature params, like "
+                       "ALBWorkloads, does not change the template."}
     template = {
         "AWSTemplateFormatVersion": "2010-09-09",
         "Description": f"copilot-doit environment {env} of application {app}",
+        # COPILOT_PARAMETERS are there for Copilot, most of them unused by copilot-doit's resources on purpose.
+        "Metadata": {"cfn-lint": {"config": {"ignore_checks": ["W2001"]}}},
         "Parameters": parameters,
     }
     if mappings:
         template["Mappings"] = mappings
+    template["Conditions"] = env_roles.conditions()
     template["Resources"] = resources
     template["Outputs"] = outputs
     return template, params
+
+
+# Copilot's parameters whose live values copilot-doit passes back when it updates the stack: the env
+# controller's lists and the application account Copilot's CLI assumes the EnvironmentManagerRole from —
+# values only Copilot knows. The others go back to their defaults (copilot-doit's own values).
+KEPT_PARAMETERS = CONTROLLER_PARAMETERS + ("ToolsAccountPrincipalARN",)
+
+
+def kept_parameters(live_parameters: dict | None) -> dict:
+    """KEPT_PARAMETERS as the live stack has them, for copilot-doit's own update of the stack (Copilot's
+    `env deploy` keeps them the same way: transformEnvControllerParameters)."""
+    return {k: v for k, v in (live_parameters or {}).items() if k in KEPT_PARAMETERS}
+
+
+def _copilot_parameters(app: str, env: str, domain: str | None) -> dict:
+    """COPILOT_PARAMETERS as Copilot declares them, with the values Copilot's `env deploy` would pass as
+    defaults (the HTTPS ones are set by `render` once the listeners are known)."""
+    text = {"Type": "String", "Default": ""}
+    flag = {"Type": "String", "AllowedValues": ["true", "false"], "Default": "false"}
+    defaults = {"AppDNSName": domain or "", "ServiceDiscoveryEndpoint": f"{env}.{app}.local"}
+    return {name: dict(flag) if name.startswith("Create") else {**text, "Default": defaults.get(name, "")}
+            for name in COPILOT_PARAMETERS}
 
 
 def _copilot_outputs(resources: dict, outputs: dict, out) -> None:

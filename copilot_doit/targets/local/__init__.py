@@ -55,6 +55,9 @@ class LocalTarget(AwsTarget):
     def copilot_env(self, app: str, env: str):
         return None
 
+    def use_copilot_region(self, app: str) -> None:
+        self.app = app  # the region is copilot-doit.yml's: there is no registry here
+
     def register_workload(self, app: str, name: str, wtype: str) -> str:
         return "standalone"
 

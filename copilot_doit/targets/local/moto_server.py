@@ -7,8 +7,10 @@ research/feasibility.md §1.b.6; patch 5 is ours (stack tags through change sets
 (held stack operations and CancelUpdateStack, for Ctrl-C tests), patch 8 (updates of resources moto
 cannot update in place no longer break DescribeStackResource), patch 9 (a load balancer's `Type` from
 CloudFormation: network load balancers with TCP/UDP listeners), patch 10 (a stack with a VPC and an
-internet gateway can be deleted) and patch 11 (a failed update rolls back; nested stacks are updated in
-place, and one that fails to create or update leaves no half-made stack behind).
+internet gateway can be deleted), patch 11 (a failed update rolls back; nested stacks are updated in
+place, and one that fails to create or update leaves no half-made stack behind), patch 12 (an output
+whose condition is false is left out) and patch 13 (a deleted stack takes its load balancer listeners,
+listener rules and target groups along).
 """
 from __future__ import annotations
 
@@ -128,10 +130,12 @@ def apply_patches() -> list[str]:
     _patch_held_operations_and_cancel_update_stack(m, r, ValidationError)
     _patch_elbv2_load_balancer_type()
     _patch_vpc_stack_delete()
+    _patch_conditional_outputs()
+    _patch_elbv2_stack_delete()
     return ["create_change_set+exports", "ecs_taskdef_update", "execute_change_set+outputs+exports",
             "update_stack_noop", "change_set_tags", "ecs_service_desired_count", "hold+cancel_update_stack",
             "update_keeps_unupdatable_resources", "elbv2_load_balancer_type", "vpc_stack_delete",
-            "failed_update_rolls_back+nested_stacks"]
+            "failed_update_rolls_back+nested_stacks", "conditional_outputs", "elbv2_stack_delete"]
 
 
 # 9. Ours (issue 8, Copilot's multi-svc-app fixture): an AWS::ElasticLoadBalancingV2::LoadBalancer created by
@@ -343,6 +347,57 @@ def _patch_vpc_stack_delete() -> None:
     VPCGatewayAttachment.delete = attachment_delete
     RouteTable.delete = route_table_delete
     InternetGateway.delete = internet_gateway_delete
+
+
+# 12. Ours (issue 11, Copilot's own environment stack deployed into the emulator): an output with a false
+#     `Condition` was evaluated all the same, so Copilot's env template (`PublicLoadBalancerDNSName:
+#     {Condition: CreateALB, Value: !GetAtt PublicLoadBalancer.DNSName}` with no workload behind a load
+#     balancer yet) failed with "Fn::GetAtt references undefined resource PublicLoadBalancer". moto's
+#     parse_output asks `lazy_condition_map.get(name)`, and its LazyDict evaluates only in `[]`: `.get`
+#     answered the unevaluated (truthy) function; and the stack's exports (checked for uniqueness at
+#     create) ignored the condition altogether. AWS leaves such an output, and its export, out.
+def _patch_conditional_outputs() -> None:
+    from moto.cloudformation import parsing
+
+    def get(self, key, default=None):
+        return self[key] if key in self else default
+
+    def exports(self):
+        out = []
+        for value in (self._output_json_map or {}).values():
+            condition = value.get("Condition")
+            if not value.get("Export") or (condition and not self._resource_map.lazy_condition_map[condition]):
+                continue
+            out.append(parsing.Export(self._stack_id, parsing.clean_json(value["Export"].get("Name"), self._resource_map),
+                                      parsing.clean_json(value.get("Value"), self._resource_map)))
+        return out
+
+    parsing.LazyDict.get = get
+    parsing.OutputMap.exports = property(exports)
+
+
+# 13. Ours (issue 11, `svc delete`): deleting a stack left its AWS::ElasticLoadBalancingV2::ListenerRule,
+#     TargetGroup and Listener behind (moto has no delete for them), so deploying a deleted workload again
+#     failed with "PriorityInUse: The specified priority is in use" (its old rule still held the priority
+#     on the environment's listener). AWS deletes them with the stack.
+def _patch_elbv2_stack_delete() -> None:
+    from moto.elbv2 import models as elbv2_m
+
+    def rule_delete(self, account_id, region_name):
+        elbv2_m.elbv2_backends[account_id][region_name].delete_rule(self.arn)
+
+    def target_group_delete(self, account_id, region_name):
+        backend = elbv2_m.elbv2_backends[account_id][region_name]
+        if self.arn in backend.target_groups:  # in use by a rule: moto's delete loop retries after the rule
+            backend.delete_target_group(self.arn)
+
+    def listener_delete(self, account_id, region_name):
+        for lb in elbv2_m.elbv2_backends[account_id][region_name].load_balancers.values():
+            lb.listeners.pop(self.arn, None)
+
+    elbv2_m.FakeListenerRule.delete = rule_delete
+    elbv2_m.FakeTargetGroup.delete = target_group_delete
+    elbv2_m.FakeListener.delete = listener_delete
 
 
 # 11. Ours (issue 10): a failed nested-stack update broke DescribeStacks until `copilot-doit local reset`.

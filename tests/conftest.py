@@ -29,6 +29,10 @@ def missing(what: str):
 @pytest.fixture(scope="session")
 def local_dir(tmp_path_factory):
     d = os.environ.get("COPILOT_DOIT_TEST_LOCAL_DIR") or str(tmp_path_factory.mktemp("local"))
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if worker:  # pytest -n N: each worker its own moto server and registry (one may be paused or reset)
+        d = str(Path(d) / worker)
+        Path(d).mkdir(parents=True, exist_ok=True)
     os.environ["COPILOT_DOIT_LOCAL_DIR"] = d
     yield Path(d)
     from copilot_doit.targets.local import services

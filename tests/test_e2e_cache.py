@@ -5,9 +5,21 @@ import shutil
 
 import pytest
 
-from conftest import Workspace, marks
+from conftest import Workspace, make_workspace, marks
 
 pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def workspace(tmp_path, services_up) -> Workspace:
+    """The sample workspace with a frontend image of its own: these tests remove the images their builds
+    made from the engine (by id, with every tag), which must not take away an image another test — another
+    pytest-xdist worker's — built from the same content at the same moment."""
+    import uuid
+    ws = make_workspace(tmp_path, services_up)
+    (ws.manifests / "frontend" / "src" / "www" / "instance.txt").write_text(uuid.uuid4().hex + "\n")
+    ws.commit("an image of this test's own")
+    return ws
 
 STAGES = ["build", "push", "package", "lint", "deploy"]
 KEYED = {"COPILOT_DOIT_CACHE_KEY": "5f" * 32}   # the team key that authenticates shared records

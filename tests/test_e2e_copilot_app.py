@@ -86,7 +86,7 @@ def copilot_app(tmp_path_factory, services_up):
     ws.aws.pop("AWS_PROFILE")
     ws.roles, ws.env_stack = roles, env_stack
     ws.template_before = cfn.get_template(StackName=env_stack)["TemplateBody"]
-    ws.first = ws.run("deploy", "name=mailer", "env=test", **ws.aws)
+    ws.first = ws.run("deploy", "-n", "mailer", "-e", "test", tool="cli", **ws.aws)   # `copilot-doit deploy`
     return ws
 
 

@@ -513,6 +513,33 @@ def duration_seconds(text: str) -> float:
     return int(h or 0) * 3600 + int(mi or 0) * 60 + float(s or 0)
 
 
+def aws_day_of_week(field: str) -> str:
+    """A standard cron's day-of-week (0 or 7 = Sunday .. 6 = Saturday) in AWS cron's numbering (1 = Sunday ..
+    7 = Saturday). Only the days move: a step (`*/2`, `1-5/2`) is a count, and `#n` an occurrence; a range
+    ending on Sunday-as-7 wraps (`5-7` -> `6-7,1`). Names (MON-FRI) are the same in both."""
+    def day(text: str) -> str:
+        return str(int(text) % 7 + 1) if text.isdigit() else text
+
+    out = []
+    for part in field.split(","):
+        base, slash, step = part.partition("/")
+        if "#" in base:
+            d, _, nth = base.partition("#")
+            base = f"{day(d)}#{nth}"
+        elif "-" in base:
+            a, _, b = base.partition("-")
+            if b == "7" and a.isdigit() and a not in ("0", "7"):
+                if slash:
+                    raise ValueError(f"the step of '{part}' across Sunday has no AWS cron form")
+                out.append(f"{day(a)}-7,1")
+                continue
+            base = f"{day(a)}-{day(b)}"
+        else:
+            base = day(base)
+        out.append(base + (slash + step if slash else ""))
+    return ",".join(out)
+
+
 def schedule_expression(schedule: str, m: Manifest | None = None) -> str:
     s = schedule.strip()
     path = ("on", "schedule")
@@ -544,7 +571,10 @@ def schedule_expression(schedule: str, m: Manifest | None = None) -> str:
         dow = "?"
     elif dom == "*":
         dom = "?"
-        dow = re.sub(r"\d", lambda d: str(int(d.group()) % 7 + 1), dow)
+        try:
+            dow = aws_day_of_week(dow)
+        except ValueError as exc:
+            bad(f"'{s}': {exc}")
     else:
         bad(f"'{s}': day-of-month and day-of-week cannot both be set")
     return f"cron({minute} {hour} {dom} {month} {dow} *)"

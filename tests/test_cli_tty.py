@@ -124,6 +124,11 @@ def test_questions_and_diff_on_a_terminal(ws):
     assert rc == 0, out
     assert marks(out).get("deploy:api@test") == ".", out
     assert "cloudformation:ExecuteChangeSet" in ws.mutating()
+    # The summary on the terminal: what ran and the service's URL (a Backend Service behind the internal ALB).
+    env_stack = ws.client("cloudformation").describe_stacks(StackName=f"{ws.app}-test")["Stacks"][0]
+    dns = next(o["OutputValue"] for o in env_stack["Outputs"] if o["OutputKey"] == "InternalLoadBalancerDNSName")
+    row = next(line for line in out.splitlines() if line.startswith("api  "))
+    assert "package, lint, deploy" in row and row.rstrip().endswith(f"http://{dns}/api"), out
     assert "debug" in str(ws.client("cloudformation").get_template(StackName=f"{ws.app}-test-api")["TemplateBody"])
 
     # Nothing changes: "no changes", no question, and the run goes on (all up to date).

@@ -132,3 +132,20 @@ def test_bad_manifests_one_clear_error(tmp_path, text, needle):
 ])
 def test_schedules(given, wanted):
     assert schedule_expression(given) == wanted
+
+
+@pytest.mark.parametrize("standard, aws", [
+    ("0 6 * * 1", "cron(0 6 ? * 2 *)"),            # Monday
+    ("0 6 * * 0", "cron(0 6 ? * 1 *)"),            # Sunday as 0 ...
+    ("0 6 * * 7", "cron(0 6 ? * 1 *)"),            # ... and as 7
+    ("0 0 * * */2", "cron(0 0 ? * */2 *)"),        # a step is a count, not a day
+    ("0 0 * * 1-5/2", "cron(0 0 ? * 2-6/2 *)"),
+    ("0 0 * * 0-6", "cron(0 0 ? * 1-7 *)"),
+    ("0 0 * * 5-7", "cron(0 0 ? * 6-7,1 *)"),      # Friday to Sunday wraps in AWS's numbering
+    ("0 0 * * 1,3", "cron(0 0 ? * 2,4 *)"),
+    ("0 0 * * MON-FRI", "cron(0 0 ? * MON-FRI *)"),
+    ("0 0 * * 1#2", "cron(0 0 ? * 2#2 *)"),        # the second Monday
+])
+def test_a_standard_cron_day_of_week_becomes_aws_numbering(standard, aws):
+    from copilot_doit.manifest import schedule_expression
+    assert schedule_expression(standard) == aws

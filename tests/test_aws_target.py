@@ -296,3 +296,16 @@ def test_the_same_account_needs_no_role(target, capsys):
     t.use_copilot_region(app)
     assert t.account_id() == "123456789012" and t.session() is t.base_session()
     assert "manager role" not in capsys.readouterr().out
+
+
+def test_the_registry_and_caller_checks_are_in_the_api_log(target, monkeypatch, tmp_path):
+    """Copilot's registry is written through its own client (the app's home region, the default credentials):
+    its calls are audited like every other client's, so a test's `mutating()` sees an SSM write."""
+    log = tmp_path / "api.jsonl"
+    monkeypatch.setenv("COPILOT_DOIT_API_LOG", str(log))
+    app = f"r{uuid.uuid4().hex[:8]}"
+    t = EndpointTarget(target.url)
+    _copilot_app(t, app)
+    assert t.register_workload(app, "api", "Backend Service") == "created"
+    calls = [json.loads(line) for line in log.read_text().splitlines()]
+    assert {"service": "ssm", "operation": "PutParameter", "target": "aws", "mutating": True} in calls, calls

@@ -18,12 +18,6 @@ _AUDITED_PARAMS = {"ExecuteChangeSet": ("DisableRollback",), "CreateChangeSet": 
                    "UpdateService": ("forceNewDeployment",)}
 
 
-def _profile_region(profile: str | None) -> str | None:
-    """The region the profile (or AWS_REGION / AWS_DEFAULT_REGION) configures, None when none does."""
-    import boto3
-    return boto3.Session(profile_name=profile).region_name
-
-
 def merge_listed(listing: dict, name: str, entry: dict) -> None:
     """Add one stack of a DescribeStacks listing. Deleted stacks are left out; a name listed twice (an
     emulator may keep a second stack of one name) keeps the entry that is not `*_COMPLETE`, so the live
@@ -52,6 +46,7 @@ class AwsTarget:
         self._base_session = None
         self._registry_client = None
         self._home_region = None
+        self._configured_region: tuple | None = None  # (the profile's region or "",) once asked
         self._account = None
         self._registry: dict = {}  # Copilot's SSM entries read (or written) this run
         self.app = ""              # set by use_copilot_region: the application this run deploys
@@ -82,9 +77,7 @@ class AwsTarget:
         entry = self.copilot_env(self.app, self.settings.name)
         if entry is None or not entry.account_id or not entry.manager_role_arn:
             return None
-        from botocore.config import Config
-        base_sts = self.base_session().client("sts", config=Config(**self.client_config()), **self.client_kwargs())
-        if entry.account_id == self._caller_account(base_sts):
+        if entry.account_id == self._caller_account(self._new_client(self.base_session(), "sts")):
             return None
         return entry.manager_role_arn
 
@@ -109,17 +102,22 @@ class AwsTarget:
         if self.settings.registry_region:
             return self.settings.registry_region
         if self._home_region is None:
-            self._home_region = _profile_region(self.settings.profile) or self.settings.region
+            self._home_region = self._profile_region() or self.settings.region
         return self._home_region
+
+    def _profile_region(self) -> str | None:
+        """The region the profile (or AWS_REGION / AWS_DEFAULT_REGION) configures, None when none does;
+        read once (a boto3.Session each time)."""
+        if self._configured_region is None:
+            import boto3
+            self._configured_region = (boto3.Session(profile_name=self.settings.profile).region_name or "",)
+        return self._configured_region[0] or None
 
     def registry_client(self):
         """SSM of the application's home region, with the default credentials (the app's account)."""
         with self._lock:
             if self._registry_client is None:
-                from botocore.config import Config
-                self._registry_client = self.base_session().client(
-                    "ssm", region_name=self.registry_region(), config=Config(**self.client_config()),
-                    **self.client_kwargs())
+                self._registry_client = self._new_client(self.base_session(), "ssm", region_name=self.registry_region())
             return self._registry_client
 
     def use_copilot_region(self, app: str) -> None:
@@ -131,7 +129,7 @@ class AwsTarget:
             return
         # Without `region:` in copilot-doit.yml: Copilot's entry, else the profile's (or AWS_REGION's)
         # region, as boto3 would choose, else us-east-1.
-        default = _profile_region(self.settings.profile) or self.settings.region
+        default = self._profile_region() or self.settings.region
         entry = self.copilot_env(app, self.settings.name)
         region = entry.region if entry is not None and entry.region else default
         if region != default:
@@ -154,12 +152,17 @@ class AwsTarget:
     def client(self, service: str):
         with self._lock:
             if service not in self._clients:
-                from botocore.config import Config
-                c = self.session().client(service, config=Config(**self.client_config()), **self.client_kwargs())
-                if os.environ.get("COPILOT_DOIT_API_LOG"):
-                    c.meta.events.register("before-parameter-build.*.*", self._audit)
-                self._clients[service] = c
+                self._clients[service] = self._new_client(self.session(), service)
             return self._clients[service]
+
+    def _new_client(self, session, service: str, **kwargs):
+        """A client of this target's configuration (bounded retries and waits, the endpoint, the API log)
+        on `session`: the environment's (client) or the default chain's (the registry, the caller check)."""
+        from botocore.config import Config
+        c = session.client(service, config=Config(**self.client_config()), **self.client_kwargs(), **kwargs)
+        if os.environ.get("COPILOT_DOIT_API_LOG"):
+            c.meta.events.register("before-parameter-build.*.*", self._audit)
+        return c
 
     def _audit(self, params, model, **_):
         op = model.name

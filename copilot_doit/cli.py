@@ -354,13 +354,13 @@ def _deploy_env(a: argparse.Namespace) -> bool | None:
 def confirm_prod(a: argparse.Namespace) -> int | None:
     """On a terminal, without --deploy-env / --no-deploy-env: ask before an environment Copilot marks prod
     (its SSM entry) may have its stack updated; a yes is passed on as `prod-confirmed=`. Returns an exit
-    code to stop with, or None. Anything that cannot be read here is left for the run to report."""
+    code to stop with, or None (`a.prod_confirmed` starts empty). Anything that cannot be read here is left
+    for the run to report."""
     from . import prompts
     from .errors import UserError
     from .session import cache_root_for
     from .targets import target_for
     from .workspace import load_workspace
-    a.prod_confirmed = []
     if a.deploy_env or a.no_deploy_env:
         return None
     try:
@@ -369,9 +369,7 @@ def confirm_prod(a: argparse.Namespace) -> int | None:
             settings = ws.env_settings(env)
             if settings.target != "aws":
                 continue  # no Copilot registry on the local target
-            t = target_for(settings, cache_root_for(ws.root))
-            t.use_copilot_region(ws.app)
-            entry = t.copilot_env(ws.app, env)
+            entry = target_for(settings, cache_root_for(ws.root), ws.app).copilot_env(ws.app, env)
             if entry is not None and entry.prod and prompts.confirm(
                     f"Environment {env} is marked prod in Copilot's application {ws.app}. Update its stack "
                     "if its inputs changed?"):

@@ -113,11 +113,6 @@ class Deletion:
         return not any(s.status for s in self.stacks) and not self.repos and not self.entries
 
 
-def stack_name(app: str, env: str, name: str) -> str:
-    """Copilot's workload stack name (Session.stack_name)."""
-    return f"{app}-{env}-{name}"[:128]
-
-
 def all_environments(ws) -> list[str]:
     """The workspace's environments: its `environments/` folders and the ones copilot-doit.yml names."""
     return list(ws.environments) + sorted(e for e in ws.settings if e not in ws.environments)
@@ -162,34 +157,11 @@ def _places(target_of: Callable, envs: list[str]) -> list[Place]:
     return list(seen.values())
 
 
-def registry_ssm(target):
-    """The SSM client of Copilot's registry: the application's home region (targets/aws.py)."""
-    return target.registry_client()
-
-
 def _registry_key(target) -> tuple:
     """Environments whose registry is the same SSM store (one account's home region) share one entry."""
     st = target.settings
     region = target.registry_region()
     return (st.target, st.profile, st.account, region)
-
-
-def bind(target, app: str):
-    """What Session.target does to a new target: bind it to the application (for an AWS environment
-    without `region:` in copilot-doit.yml, Copilot's SSM entry gives its region)."""
-    target.use_copilot_region(app)
-    return target
-
-
-def _api(what: str, fn, **kwargs):
-    """One boto3 call; a failure is one sentence with AWS's own message."""
-    try:
-        return fn(**kwargs)
-    except Exception as exc:
-        failed = stacks.api_failure(what, exc)
-        if failed is None:
-            raise
-        raise failed from None
 
 
 def _listed(described: dict | None) -> dict | None:
@@ -250,7 +222,7 @@ def find(ws, target_of: Callable, kind: str, name: str, envs: list[str], whole: 
     for env in envs:
         target_of(env).account_id()  # credentials of another account than copilot-doit.yml's stop here
     for env in envs:
-        stack = stack_name(ws.app, env, name)
+        stack = stacks.workload_stack_name(ws.app, env, name)
         cfn = target_of(env).client("cloudformation")
         listed = _listed(stacks._describe(cfn, stack))
         stacks.refuse_foreign(listed, stack, ws.app, env, name)
@@ -269,8 +241,8 @@ def find(ws, target_of: Callable, kind: str, name: str, envs: list[str], whole: 
             if _registry_key(target) in registries:
                 continue
             registries.add(_registry_key(target))
-            entry = _api(f"GetParameter {d.entry_path}",
-                         lambda: registry.read_workload(registry_ssm(target), ws.app, name))
+            entry = stacks._call(f"GetParameter {d.entry_path}",
+                                 lambda: registry.read_workload(target.registry_client(), ws.app, name))
             if entry is None:
                 continue
             if entry.app == ws.app and entry.name == name:
@@ -280,9 +252,10 @@ def find(ws, target_of: Callable, kind: str, name: str, envs: list[str], whole: 
                                f"'{entry.app}' and workload '{entry.name}', not {ws.app}/{name}: left alone")
     if not in_ws and d.nothing and not d.kept_repos:
         where = ", ".join(envs)
+        stack = stacks.workload_stack_name(ws.app, "<env>", name)
         raise UserError(f"no {d.word} named '{name}': it is not in the workspace ({ws.dir}) and no stack "
-                        f"{stack_name(ws.app, '<env>', name)} exists in environment{'s' if len(envs) > 1 else ''} "
-                        f"{where}", field="name", allowed=", ".join(ws.workloads) or "none found")
+                        f"{stack} exists in environment{'s' if len(envs) > 1 else ''} {where}", field="name",
+                        allowed=", ".join(ws.workloads) or "none found")
     return d
 
 
@@ -341,7 +314,7 @@ def delete_stack(target, stack: str, app: str, env: str, name: str, timeout: flo
         stack_id = current["StackId"]
         started = time.time()
         if listed["status"] != "DELETE_IN_PROGRESS":
-            _api(f"DeleteStack {stack}", cfn.delete_stack, StackName=stack_id, **role)
+            stacks._call(f"DeleteStack {stack}", cfn.delete_stack, StackName=stack_id, **role)
         final = _wait_deleted(cfn, stack, stack_id, started, timeout)
         if final is not None and final["StackStatus"] != "DELETE_COMPLETE":
             reasons = stacks._failure_reasons(cfn, stack_id, started)
@@ -382,16 +355,17 @@ def stop_job_tasks(target, app: str, env: str, name: str) -> int:
         return 0
     ecs = target.client("ecs")
     arns: list[str] = []
+    family = stacks.workload_stack_name(app, env, name)
     token = None
     while True:
-        page = _api("ListTasks", ecs.list_tasks, cluster=cluster, family=stack_name(app, env, name),
-                    desiredStatus="RUNNING", **({"nextToken": token} if token else {}))
+        page = stacks._call("ListTasks", ecs.list_tasks, cluster=cluster, family=family,
+                            desiredStatus="RUNNING", **({"nextToken": token} if token else {}))
         arns += page.get("taskArns") or []
         token = page.get("nextToken")
         if not token:
             break
     for arn in arns:
-        _api("StopTask", ecs.stop_task, cluster=cluster, task=arn, reason=f"copilot-doit job delete -n {name}")
+        stacks._call("StopTask", ecs.stop_task, cluster=cluster, task=arn, reason=f"copilot-doit job delete -n {name}")
     return len(arns)
 
 
@@ -406,7 +380,7 @@ def delete_registry_entry(ssm, app: str, name: str) -> bool:
     Copilot's `Store.DeleteService` / `DeleteJob`: DeleteParameter, ParameterNotFound is no error."""
     from . import registry
     path = registry.workload_path(app, name)
-    entry = _api(f"GetParameter {path}", registry.read_workload, ssm=ssm, app=app, name=name)
+    entry = stacks._call(f"GetParameter {path}", registry.read_workload, ssm=ssm, app=app, name=name)
     if entry is None or entry.app != app or entry.name != name:
         return False
     return _call_unless_absent(f"DeleteParameter {path}", ssm.delete_parameter, ssm.exceptions.ParameterNotFound,
@@ -433,7 +407,7 @@ def execute(d: Deletion, target_of: Callable, timeout: float = DELETE_TIMEOUT) -
         if delete_repository(target_of(p.env), d.repository):
             print(f"Deleted ECR repository {d.repository} ({p.where}) with its images.", flush=True)
     for p in d.entries:
-        if delete_registry_entry(registry_ssm(target_of(p.env)), d.app, d.name):
+        if delete_registry_entry(target_of(p.env).registry_client(), d.app, d.name):
             print(f"Removed Copilot's SSM entry {d.entry_path} ({p.where}).", flush=True)
     print(f"Deleted {d.word} {d.name} from application {d.app}.", flush=True)
 
@@ -510,7 +484,7 @@ def main(kind: str, argv: list[str]) -> int:
 
         def target_of(env: str):
             if env not in targets:
-                targets[env] = bind(target_for(ws.env_settings(env), root), ws.app)
+                targets[env] = target_for(ws.env_settings(env), root, ws.app)
             return targets[env]
 
         d = find(ws, target_of, kind, a.name, envs, whole=not named_envs, delete_repo=a.delete_repo)

@@ -73,7 +73,7 @@ def find_orphans(app: str, workloads: list[str], env: str, listing: dict) -> lis
         tags = st.get("tags") or {}
         workload = tags.get("copilot-service")
         if (not workload or workload in workloads or tags.get("copilot-application") != app
-                or tags.get("copilot-environment") != env or name != f"{app}-{env}-{workload}"[:128]):
+                or tags.get("copilot-environment") != env or name != stacks.workload_stack_name(app, env, workload)):
             continue
         out.append(OrphanPlan(name, env, workload, st.get("status") or "", stacks.owner(st, app, env, workload)))
     return out

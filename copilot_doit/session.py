@@ -19,6 +19,7 @@ from .cache import Cache
 from .domain import app_domain, check_workload as check_workload_domain, has_imported_certs, wants_domain
 from .errors import UserError
 from .hashing import Key, StatCache
+from .stacks import workload_stack_name
 from .manifest import EnvManifest, Manifest, load_environment, load_workload
 from .targets import Target, target_for
 from .workspace import EnvSettings, Workspace, find_workspace_dir, load_workspace, select
@@ -199,9 +200,7 @@ class Session:
             pass
         with self.lock_for(("target", env)):  # statuses run in threads: one target (and one service start)
             if env not in self._targets:
-                t = target_for(self.ws.env_settings(env), self.cache_root)
-                t.use_copilot_region(self.ws.app)
-                self._targets[env] = t
+                self._targets[env] = target_for(self.ws.env_settings(env), self.cache_root, self.ws.app)
             return self._targets[env]
 
     def execution_role(self, env: str) -> str | None:
@@ -299,7 +298,7 @@ class Session:
         return f"{self.ws.app}/{name}"
 
     def stack_name(self, name: str, env: str) -> str:
-        return f"{self.ws.app}-{env}-{name}"[:128]
+        return workload_stack_name(self.ws.app, env, name)
 
     def tags(self, name: str, env: str) -> dict:
         """`--resource-tags` merged with Copilot's reserved tags; the reserved ones win."""

@@ -38,6 +38,11 @@ COPILOT = "Copilot"
 FOREIGN = "another tool"
 
 
+def workload_stack_name(app: str, env: str, name: str) -> str:
+    """Copilot's workload stack name `<app>-<env>-<name>` (CloudFormation allows 128 characters)."""
+    return f"{app}-{env}-{name}"[:128]
+
+
 def owner(listed: dict | None, app: str, env: str, workload: str | None = None) -> str | None:
     """Who made a stack of this name: copilot-doit (its key tag), Copilot (its tags for this app, env and
     workload, without ours), or another tool; None when there is no stack."""
@@ -378,11 +383,27 @@ def _failure_reasons(cfn, name: str, started: float) -> str:
     return "; ".join(f"{e.get('LogicalResourceId')}: {e.get('ResourceStatusReason', '')}" for e in reversed(failed[-3:]))
 
 
+def _stack_resource(target: Target, stack_name: str, logical_id: str) -> dict:
+    return target.client("cloudformation").describe_stack_resource(
+        StackName=stack_name, LogicalResourceId=logical_id)["StackResourceDetail"]
+
+
 def physical_id(target: Target, stack_name: str, logical_id: str) -> str:
-    cfn = target.client("cloudformation")
-    res = _call("DescribeStackResource", cfn.describe_stack_resource, StackName=stack_name,
-                LogicalResourceId=logical_id)["StackResourceDetail"]
+    res = _call("DescribeStackResource", _stack_resource, target=target, stack_name=stack_name, logical_id=logical_id)
     return res.get("PhysicalResourceId") or "?"
+
+
+def physical_id_if_created(target: Target, stack_name: str, logical_id: str) -> str | None:
+    """The resource's physical id, or None while the stack has not created it yet (a deploy in progress).
+    Any other failure is the API's own exception: the caller (rollout.ServiceProgress) retries a throttled
+    call at its next poll."""
+    try:
+        res = _stack_resource(target, stack_name, logical_id)
+    except Exception as exc:
+        if "does not exist" in str(exc) and type(exc).__name__ == "ClientError":
+            return None
+        raise
+    return res.get("PhysicalResourceId") or None
 
 
 def force_new_deployment(target: Target, stack_name: str, cluster: str, since: float) -> str:

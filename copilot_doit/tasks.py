@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import atexit
 import os
-import time
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from doit import get_var
@@ -63,12 +63,17 @@ def _words(argv: list[str]) -> list[str]:
     return words
 
 
+def _targets(words: list[str]) -> list[str]:
+    """The task names of a `run` (doit's default command) among the command line's words."""
+    return words[1:] if words and words[0] == "run" else words
+
+
 def changes_the_world(argv: list[str]) -> bool:
     """Whether this doit command line may run a stage (so must hold the cache lock)."""
     words = _words(argv)
     if words and words[0] in READ_ONLY_COMMANDS:
         return False
-    targets = words[1:] if words and words[0] == "run" else words
+    targets = _targets(words)
     return any(t != "plan" for t in targets) or not targets
 
 
@@ -78,8 +83,7 @@ def asks_which_env(argv: list[str]) -> bool:
     `deploy:api@prod`) is no question."""
     if not changes_the_world(argv):
         return False
-    words = _words(argv)
-    targets = words[1:] if words and words[0] == "run" else words
+    targets = _targets(_words(argv))
     return not targets or any(":" not in t and t != "plan" for t in targets)
 
 
@@ -361,7 +365,7 @@ class Reporter(ConsoleReporter):
             # The parsed-YAML memo is written only by a run without errors: a run stopped by a bad
             # input leaves the cache as it found it.
             flush_memo()
-        if self.ran and not self.failures and not self.runtime_errors and "deploy" in _COMMAND_TASKS():
+        if self.ran and not self.failures and not self.runtime_errors and "deploy" in _command_tasks():
             self.write(deploy_summary(self.ran, self.took))
         if self.failures:
             self.write(f"{len(self.failures)} stage(s) failed; nothing after them was applied.\n")
@@ -369,12 +373,11 @@ class Reporter(ConsoleReporter):
             self.write("\n".join(self.runtime_errors) + "\n")
 
 
-def _COMMAND_TASKS() -> list[str]:
-    """The tasks this command line asked for (doit's default: deploy)."""
-    argv = COMMAND_ARGV if COMMAND_ARGV is not None else sys.argv[1:]
-    named = [a for a in argv if "=" not in a and not a.startswith("-") and not a.isdigit()
-             and a not in ("run", "thread", "process")]
-    return [a.split(":", 1)[0] for a in named] or ["deploy"]
+def _command_tasks() -> list[str]:
+    """The task groups this command line asked for (doit's default: deploy); `list`, `info`, ... are no
+    task and so name no group."""
+    words = _words(COMMAND_ARGV if COMMAND_ARGV is not None else sys.argv[1:])
+    return [t.split(":", 1)[0] for t in _targets(words)] or ["deploy"]
 
 
 def deploy_summary(ran: dict, took: dict) -> str:

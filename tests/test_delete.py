@@ -290,7 +290,8 @@ class Emulated:
         """One target per environment per run, bound as the command binds it (it reads Copilot's entries
         once per run: a test that changes them calls new_run)."""
         if env not in self.targets:
-            self.targets[env] = delete.bind(_endpoint_target(self.url, env), self.app)
+            self.targets[env] = _endpoint_target(self.url, env)
+            self.targets[env].use_copilot_region(self.app)
         return self.targets[env]
 
     def new_run(self) -> None:
@@ -370,7 +371,7 @@ def test_delete_from_the_application_in_copilots_order(emulated, capsys):
     assert "still in the workspace" not in text
     calls: list[str] = []
     for t in (e.target_of("test"), e.target_of("prod")):
-        for client in (t.client("cloudformation"), t.client("ecr"), delete.registry_ssm(t)):
+        for client in (t.client("cloudformation"), t.client("ecr"), t.registry_client()):
             client.meta.events.register("before-call.*.*", lambda model, **_: calls.append(model.name)
                                         if model.name.startswith("Delete") else None)
     delete.execute(d, e.target_of)

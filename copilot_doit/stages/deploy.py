@@ -92,20 +92,11 @@ def service_progress(s: Session, name: str, env: str, stack_name: str, started: 
         return None
     from datetime import datetime, timezone
     from .. import rollout
-    cfn = target.client("cloudformation")
-
-    def find_service():
-        try:
-            res = cfn.describe_stack_resource(StackName=stack_name, LogicalResourceId="Service")["StackResourceDetail"]
-        except Exception as exc:  # not created yet ("does not exist"): look again at the next poll
-            if "does not exist" in str(exc):
-                return None
-            raise
-        return res.get("PhysicalResourceId") or None
-
     # A few seconds early: ECS stamps deployments and tasks with AWS's clock, not this machine's.
     since = datetime.fromtimestamp(started - 5, timezone.utc)
-    return rollout.ServiceProgress(target.client("ecs"), cluster, find_service, since, name)
+    # The service is looked for on each poll until the stack has created it.
+    return rollout.ServiceProgress(target.client("ecs"), cluster,
+                                   lambda: stacks.physical_id_if_created(target, stack_name, "Service"), since, name)
 
 
 def run(s: Session, name: str, env: str) -> dict:

@@ -65,8 +65,17 @@ class Target(Protocol):
     def close(self) -> None: ...
 
 
-def target_for(settings, cache_root) -> Target:
-    """The target of one environment's settings (`target: local` or `aws`, the default)."""
+def target_for(settings, cache_root, app: str | None = None) -> Target:
+    """The target of one environment's settings (`target: local` or `aws`, the default). With `app`, bound
+    to that application (`use_copilot_region`: for an AWS environment without `region:` in copilot-doit.yml,
+    Copilot's SSM entry gives its region) before anything reads its region."""
+    t = _new_target(settings, cache_root)
+    if app:
+        t.use_copilot_region(app)
+    return t
+
+
+def _new_target(settings, cache_root) -> Target:
     if settings.target == "local":
         from .local import LocalTarget
         return LocalTarget(settings, cache_root)

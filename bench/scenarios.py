@@ -50,6 +50,9 @@ sys.path.insert(0, str(BENCH))
 import generate  # noqa: E402
 
 PY = sys.executable
+# `copilot-doit` as installed beside this interpreter (the console script: no pyenv shim, no `-m` runpy).
+_SCRIPT = Path(PY).parent / "copilot-doit"
+CLI = [str(_SCRIPT)] if _SCRIPT.exists() else [PY, "-m", "copilot_doit.cli"]
 
 TIMED_DODO = '''"""bench: copilot-doit's tasks with a reporter that times every executed task (BENCH_TIMING)."""
 import json, os, time
@@ -184,15 +187,18 @@ class Bench:
         root, app, names = self.workspace("p1", 1, self.args.p1_files)
         naive = self.naive_script(root, app, names)
         med = self.interleaved("P1", {
-            "copilot-doit": [PY, "-m", "doit", "deploy", "name=w000", "env=test"],
+            "copilot-doit": CLI + ["deploy", "-n", "w000", "-e", "test"],
+            "doit deploy": [PY, "-m", "doit", "deploy", "name=w000", "env=test"],
             "naive": naive,
             "git status": ["git", "status"],
         }, self.args.runs, root)
-        self.noop_points["copilot-doit"].append((1, med["copilot-doit"]))
-        self.noop_points["naive"].append((1, med["naive"]))
-        self.noop_points["git status"].append((1, med["git status"]))
-        self.target("P1", med["copilot-doit"] <= 0.20 and med["naive"] / med["copilot-doit"] >= 3,
-                    f"median {med['copilot-doit']:.3f} s (target <= 0.20 s), naive/doit {med['naive'] / med['copilot-doit']:.1f}x (target >= 3x)")
+        for case in ("copilot-doit", "doit deploy", "naive", "git status"):
+            self.noop_points.setdefault(case, []).append((1, med[case]))
+        d = med["copilot-doit"]
+        self.target("P1", d <= 0.20 and med["naive"] / d >= 3,
+                    f"`copilot-doit deploy` median {d:.3f} s (target <= 0.20 s: "
+                    f"{'met' if d <= 0.20 else f'missed by {d - 0.20:.3f} s'}), naive/copilot-doit {med['naive'] / d:.1f}x "
+                    f"(target >= 3x); `doit deploy` {med['doit deploy']:.3f} s (naive/doit {med['naive'] / med['doit deploy']:.1f}x)")
 
     def p2(self):
         n, m = self.args.workloads, self.args.files
@@ -200,19 +206,20 @@ class Bench:
         self.p2_ws = (root, app, names)
         naive = self.naive_script(root, app, names)
         med = self.interleaved("P2", {
-            "copilot-doit": [PY, "-m", "doit", "deploy", "env=test"],
+            "copilot-doit": CLI + ["deploy", "-e", "test", "--all"],
+            "doit deploy": [PY, "-m", "doit", "deploy", "env=test"],
             "doit plan (local)": [PY, "-m", "doit", "plan", "env=test"],
             "naive": naive,
             "git status": ["git", "status"],
         }, self.args.runs, root)
         self.p2_med = med
-        self.noop_points["copilot-doit"].append((n, med["copilot-doit"]))
-        self.noop_points["naive"].append((n, med["naive"]))
-        self.noop_points["git status"].append((n, med["git status"]))
+        for case in ("copilot-doit", "doit deploy", "naive", "git status"):
+            self.noop_points.setdefault(case, []).append((n, med[case]))
         d, g, nv = med["copilot-doit"], med["git status"], med["naive"]
         self.target("P2", d <= g + 0.3 and nv / d >= 100,
-                    f"{n} x {m}: median {d:.3f} s vs git status {g:.3f} s (target <= git + 0.3 s = {g + 0.3:.3f}: "
-                    f"{'met' if d <= g + 0.3 else f'missed by {d - g - 0.3:.3f} s'}), naive/doit {nv / d:.1f}x (target >= 100x)")
+                    f"{n} x {m}: `copilot-doit deploy` median {d:.3f} s vs git status {g:.3f} s (target <= git + 0.3 s = "
+                    f"{g + 0.3:.3f}: {'met' if d <= g + 0.3 else f'missed by {d - g - 0.3:.3f} s'}), naive/copilot-doit "
+                    f"{nv / d:.1f}x (target >= 100x); `doit deploy` {med['doit deploy']:.3f} s")
 
     def p3(self):
         root, app, names = self.p2_ws
@@ -264,14 +271,19 @@ class Bench:
                     f"{builds} builds, {pushes} docker pushes, {after - before} new registry blobs (target: 0 builds, 0 layer uploads)")
 
     def p2l(self):
+        """The P2 workspace with `test: {target: aws}`: boto3, the default credential chain, STS, DescribeStacks
+        pages, ECR DescribeImages — every AWS call through bench/delay_proxy.py (+delay per round trip) in
+        front of the same moto server (COPILOT_DOIT_EMULATOR_PROXY=1 says the endpoint is that emulator, so
+        images stay in the local registry and templates go through the compat step, as targets/local/endpoint.py
+        does for the emulator itself)."""
         root, app, names = self.p2_ws
         e = self.endpoints()
-        aws_py = (self.tree / "copilot_doit" / "targets" / "aws.py").read_text()
-        self.note("P2L", "copilot_doit/targets/aws.py " + ("mentions" if "AWS_ENDPOINT_URL" in aws_py else "does not mention")
-                  + " AWS_ENDPOINT_URL (boto3 reads it itself); the compat step is applied by the local target only")
         yml = root / "manifests" / "copilot-doit.yml"
-        yml.write_text("environments:\n  test:\n    target: aws\n    region: us-east-1\n"
-                       "  prod:\n    target: local\n    region: us-east-1\n")
+        local_yml = yml.read_text()
+        yml.write_text(local_yml.replace("  test:\n    target: local", "  test:\n    target: aws", 1))
+        if "target: aws" not in yml.read_text():
+            raise RuntimeError(f"P2L: could not switch env test to the aws target in {yml}")
+        self.sh(["git", "commit", "-qam", "P2L: env test on the aws target"], root)
 
         def proxy(stats: Path):
             p = subprocess.Popen([PY, str(BENCH / "delay_proxy.py"), e.moto_url.split("//")[1], "--delay-ms",
@@ -285,52 +297,46 @@ class Bench:
             p.wait(10)
             self.procs.remove(p)
 
-        stats = self.tmp / "proxy-stats.json"
-        p, port = proxy(stats)
-        env = dict(self.env, AWS_ENDPOINT_URL=f"http://127.0.0.1:{port}", AWS_ACCESS_KEY_ID="testing",
+        env = dict(self.env, COPILOT_DOIT_EMULATOR_PROXY="1", AWS_ACCESS_KEY_ID="testing",
                    AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION="us-east-1")
+        deploy = CLI + ["deploy", "-e", "test", "--all"]
+        stats = self.tmp / "proxy-stats.json"
         try:
-            plan = self.sh([PY, "-m", "doit", "plan", "env=test"], root, env, check=False)
-            would_run = [ln for ln in plan.stdout.splitlines() if ln.lstrip().startswith("run")]
-            self.note("P2L", f"`doit plan env=test` through the AWS code path: rc {plan.returncode}, "
-                      f"{len(would_run)} line(s) starting with 'run'" + (": " + " | ".join(would_run[:4]) if would_run else ""))
-            samples = []
-            for _ in range(self.args.runs):
-                samples.append(self.timed([PY, "-m", "doit", "plan", "env=test"], root, env, check=False))
-            self.record("P2L", f"doit plan env=test (aws target, +{self.args.delay_ms:.0f} ms per round trip)", samples)
-            n_runs = self.args.runs + 1
+            p, port = proxy(self.tmp / "proxy-warm.json")
+            env["AWS_ENDPOINT_URL"] = f"http://127.0.0.1:{port}"
+            try:
+                # The stacks were recorded through the local target's plain-HTTP path; the first run through
+                # the AWS path may re-check or adopt them: it is not timed.
+                first = self.sh(deploy, root, env, check=False)
+                ran = [ln for ln in first.stdout.splitlines() if ln.startswith(". ")]
+                self.note("P2L", f"first run through the AWS path (not timed): rc {first.returncode}, {len(ran)} "
+                          "stage(s) ran" + (": " + " | ".join(ran[:4]) if ran else ""))
+                check = self.sh(deploy, root, env, check=False)
+                ran = [ln for ln in check.stdout.splitlines() if ln.startswith(". ")]
+                if check.returncode != 0 or ran:
+                    raise RuntimeError(f"P2L: the second run through the AWS path is not a no-op (rc {check.returncode}): "
+                                       + " | ".join(ran[:5]) + check.stdout[-1500:] + check.stderr[-1500:])
+            finally:
+                stop_proxy(p)
+            p, port = proxy(stats)
+            env["AWS_ENDPOINT_URL"] = f"http://127.0.0.1:{port}"
+            samples, plans = [], []
+            try:
+                for _ in range(self.args.runs):
+                    samples.append(self.timed(deploy, root, env))
+                    plans.append(self.timed([PY, "-m", "doit", "plan", "env=test"], root, env))
+            finally:
+                stop_proxy(p)
         finally:
-            stop_proxy(p)
-        s = json.loads(stats.read_text())
-        self.note("P2L", f"round trips through the proxy: {s['requests'] / n_runs:.0f} per plan run "
-                         f"({s['connections'] / n_runs:.0f} connections)")
-        # The deploy itself through the AWS code path, once: does it work yet?
-        p, port = proxy(self.tmp / "proxy-stats2.json")
-        env["AWS_ENDPOINT_URL"] = f"http://127.0.0.1:{port}"
-        try:
-            t0 = time.perf_counter()
-            d = self.sh([PY, "-m", "doit", "deploy", "env=test"], root, env, check=False)
-            t = time.perf_counter() - t0
-        finally:
-            stop_proxy(p)
-        ran = [ln for ln in d.stdout.splitlines() if ln.startswith(". ")]
-        errs = [ln for ln in d.stdout.splitlines() if ln.startswith("ERROR")]
-        if d.returncode == 0 and not ran:
-            self.record("P2L", "no-op deploy env=test (aws target, one run)", [t])
-        else:
-            self.note("P2L", f"the no-op deploy through the AWS code path is not measurable yet: `doit deploy env=test` "
-                      f"exited {d.returncode} after {t:.2f}s; stages it wanted to run: {' | '.join(ran[:3])}; "
-                      f"{' | '.join(errs[:2])}")
-        yml.write_text("environments:\n  test:\n    target: local\n    region: us-east-1\n"
-                       "  prod:\n    target: local\n    region: us-east-1\n")
-        self.note("P2L", "why: the AWS code path applies no compat step (moto rejects the plain templates, e.g. Fn::GetAtt "
-                  "of ServiceDiscoveryNamespace) and pushes to the ECR host name, which does not resolve here; and "
-                  "stacks deployed through the local target read back through the AWS path as 'updated outside "
-                  "copilot-doit', because the local path records LastUpdatedTime as the XML string (…T…Z) and the "
-                  "AWS path compares str(datetime) (… …+00:00) — stacks.live_ok compares the two strings")
-        med = statistics.median(samples)
-        self.target("P2L", None, f"deploy no-op not measurable (see notes); the read-only plan through the AWS path "
-                    f"takes {med:.3f} s median (P2L target <= 1.0 s for the no-op deploy)")
+            yml.write_text(local_yml)
+            self.sh(["git", "commit", "-qam", "P2L: back to the local target"], root)
+        requests = json.loads(stats.read_text())["requests"]
+        d = self.record("P2L", f"copilot-doit deploy no-op (aws target, +{self.args.delay_ms:.0f} ms per round trip)", samples)["median"]
+        self.record("P2L", f"doit plan env=test (aws target, +{self.args.delay_ms:.0f} ms per round trip)", plans)
+        self.note("P2L", f"AWS requests through the proxy: {requests / (2 * self.args.runs):.0f} per run "
+                         f"(deploy and plan runs averaged), for {len(names)} workloads")
+        self.target("P2L", d <= 1.0, f"no-op deploy of {len(names)} workloads through the AWS code path behind "
+                    f"+{self.args.delay_ms:.0f} ms: median {d:.3f} s (target <= 1.0 s)")
 
     def p5(self):
         ctx = self.tmp / "p5ctx"

@@ -314,12 +314,9 @@ def show_diff(a: argparse.Namespace, ask: bool) -> int | None:
     from . import plan as plan_mod
     from . import prompts
     from .errors import StageFailed, UserError
-    from .session import Options, Session, parse_resource_tags
+    from .session import Session
     try:
-        s = Session(Options(names=_split(a.name) or None, envs=_split(a.env) or None, app=a.app,
-                            force=bool(a.force), no_rollback=bool(a.no_rollback),
-                            resource_tags=parse_resource_tags(",".join(a.resource_tags or [])), tag=a.tag,
-                            deploy_env=_deploy_env(a), prod_confirmed=tuple(a.prod_confirmed or ())))
+        s = Session(options_from_args(a))
         plan = plan_mod.build_plan(s)
         s.flush()
     except (UserError, StageFailed) as exc:
@@ -408,7 +405,37 @@ def _deploy(rest: list[str]) -> int:
         stop = show_diff(a, ask=not a.diff_yes)
         if stop is not None:
             return stop
+    if _answered_as_noop(a):
+        return 0
     return run_doit(doit_argv("deploy", a))
+
+
+def _answered_as_noop(a: argparse.Namespace) -> bool:
+    """Nothing to run: answered without doit (noop.py). Anything else is the doit run's to do and say."""
+    from . import noop
+    from .errors import UserError
+    try:
+        opts = options_from_args(a)
+    except UserError:
+        return False
+    try:
+        return noop.answer(opts, quiet=a.quiet)
+    except KeyboardInterrupt:
+        from .interrupt import EXIT_CODE
+        print("interrupted", file=sys.stderr)
+        raise SystemExit(EXIT_CODE) from None
+
+
+def options_from_args(a: argparse.Namespace):
+    """The run's Options from `deploy`'s (or `plan`'s) flags: what tasks.options_from_vars reads from the
+    doit variables doit_argv writes."""
+    from .session import Options, parse_resource_tags
+    envs = _split(a.env)
+    return Options(names=_split(a.name) or None, envs=None if envs in ([], ["all"]) else envs, app=a.app,
+                   force=bool(a.force), no_rollback=bool(a.no_rollback),
+                   resource_tags=parse_resource_tags(",".join(a.resource_tags or [])), tag=a.tag,
+                   deploy_env=_deploy_env(a), prod_confirmed=tuple(getattr(a, "prod_confirmed", None) or ()),
+                   detach=bool(getattr(a, "detach", False)))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -457,12 +484,9 @@ def _plan(rest: list[str]) -> int:
         return 0
     from . import plan as plan_mod
     from .errors import StageFailed, UserError
-    from .session import Options, Session, parse_resource_tags
+    from .session import Session
     try:
-        names = [n.split("/")[0] for item in a.name or [] for n in item.split(",") if n]
-        envs = [e for item in a.env or [] for e in item.split(",") if e]
-        s = Session(Options(names=names or None, envs=envs or None, app=a.app, force=bool(a.force),
-                            resource_tags=parse_resource_tags(",".join(a.resource_tags or [])), tag=a.tag))
+        s = Session(options_from_args(a))
         plan = plan_mod.build_plan(s)
         s.flush()
     except (UserError, StageFailed) as exc:

@@ -258,6 +258,11 @@ def _nested_fixture(cfn, services_up):
     return ddb, table, url, parent
 
 
+def _all_stacks(cfn) -> list[dict]:
+    """Every page: the worker's emulator holds the stacks of every test before this one."""
+    return [s for page in cfn.get_paginator("describe_stacks").paginate() for s in page["Stacks"]]
+
+
 def test_patch11_a_failed_nested_stack_update_rolls_back_and_describe_stacks_answers(cfn, services_up):
     ddb, table, url, parent = _nested_fixture(cfn, services_up)
     stack = name()
@@ -277,7 +282,7 @@ def test_patch11_a_failed_nested_stack_update_rolls_back_and_describe_stacks_ans
     st = via_change_set(cfn, stack, parent("Addons"), params={"AddonsUrl": url({"First": table(first), "Clash": table(taken)})})
     assert st["StackStatus"] == "UPDATE_ROLLBACK_COMPLETE", st
     assert {p["ParameterKey"]: p["ParameterValue"] for p in st["Parameters"]} == {"AddonsUrl": v1}
-    listed = {s["StackId"]: s["StackStatus"] for s in cfn.describe_stacks()["Stacks"]}      # answers
+    listed = {s["StackId"]: s["StackStatus"] for s in _all_stacks(cfn)}                      # answers
     assert not [s for s, status in listed.items() if f"/{stack}" in s and status.endswith("_IN_PROGRESS")]
     nested = cfn.describe_stacks(StackName=nested_id)["Stacks"][0]                          # the same one, in place
     assert nested["StackId"] in listed and nested["StackStatus"] == "UPDATE_ROLLBACK_COMPLETE"
@@ -306,10 +311,10 @@ def test_patch11_a_nested_stack_that_fails_to_create_leaves_nothing_half_made(cf
     via_change_set(cfn, stack, parent("Addons"), params={"AddonsUrl": v1})
     taken = name()
     ddb.create_table(**{k: v for k, v in table(taken)["Properties"].items()})
-    before = {s["StackId"] for s in cfn.describe_stacks()["Stacks"] if f"/{stack}" in s["StackId"]}
+    before = {s["StackId"] for s in _all_stacks(cfn) if f"/{stack}" in s["StackId"]}
     st = via_change_set(cfn, stack, parent("Addons", "Extra"), params={"AddonsUrl": v1, "ExtraUrl": url({"Clash": table(taken)})})
     assert st["StackStatus"] == "UPDATE_ROLLBACK_COMPLETE", st
-    after = cfn.describe_stacks()["Stacks"]                                                   # answers
+    after = _all_stacks(cfn)                                                                  # answers
     assert {s["StackId"] for s in after if f"/{stack}" in s["StackId"]} == before                                           # no half-made nested stack
     assert f"{stack}-Extra" not in ddb.list_tables()["TableNames"]                           # its first table removed
     assert {r["LogicalResourceId"] for r in cfn.describe_stack_resources(StackName=stack)["StackResources"]} == {"Addons"}
@@ -372,3 +377,18 @@ def test_patch13_a_deleted_stack_takes_its_listener_rule_target_group_and_listen
     assert again["StackStatus"] == "CREATE_COMPLETE", again
     cfn.delete_stack(StackName=workload)
     cfn.delete_stack(StackName=env)
+
+
+def test_patch14_outputs_name_their_exports_as_before(cfn):
+    """Patch 14 only evaluates a stack's export list once per DescribeStacks (moto did it once per output):
+    every output still names its own export, an unexported one none, and equal values stay distinct."""
+    stack = name()
+    template = {"Resources": {"Log": {"Type": "AWS::Logs::LogGroup"}, "Other": {"Type": "AWS::Logs::LogGroup"}},
+                "Outputs": {"LogName": {"Value": {"Ref": "Log"}, "Export": {"Name": f"{stack}-LogName"}},
+                            "OtherName": {"Value": {"Ref": "Other"}, "Export": {"Name": f"{stack}-OtherName"}},
+                            "Plain": {"Value": "just a value"}}}
+    cfn.create_stack(StackName=stack, TemplateBody=json.dumps(template))
+    out = {o["OutputKey"]: o for o in cfn.describe_stacks(StackName=stack)["Stacks"][0]["Outputs"]}
+    assert out["LogName"].get("ExportName") == f"{stack}-LogName"
+    assert out["OtherName"].get("ExportName") == f"{stack}-OtherName"
+    assert "ExportName" not in out["Plain"] and out["Plain"]["OutputValue"] == "just a value"

@@ -7,8 +7,9 @@ way AWS does stays adapted, as for the local target, and is reported the same wa
     - templates go through the compat step after cfn-lint (what moto does not model is dropped);
     - ECR's registry host does not resolve here: images are pushed to the local docker-registry and
       registered in the emulated ECR under the registry's digest.
-It applies only when the endpoint is the emulator copilot-doit runs (its recorded moto server); any
-other endpoint is taken for AWS as it is.
+It applies only when the endpoint is the emulator copilot-doit runs (its recorded moto server), or a proxy
+in front of it declared with COPILOT_DOIT_EMULATOR_PROXY=1 (bench/delay_proxy.py adds real-AWS latency that
+way); any other endpoint is taken for AWS as it is.
 """
 from __future__ import annotations
 
@@ -29,15 +30,18 @@ def _host_port(url: str) -> tuple[str, int | None] | None:
 
 
 def emulator_endpoint(cache_root) -> services.Endpoints | None:
-    """The emulator's endpoints when `AWS_ENDPOINT_URL` names the moto server copilot-doit runs, else None
-    (no variable, another endpoint, or the emulator not running: nothing is started)."""
+    """The emulator's endpoints when `AWS_ENDPOINT_URL` names the moto server copilot-doit runs (or a proxy
+    declared in front of it), else None (no variable, another endpoint, or the emulator not running: nothing
+    is started)."""
     url = os.environ.get("AWS_ENDPOINT_URL")
     if not url:
         return None
     running = services.running_endpoints(cache_root)
-    if running is None or _host_port(url) != _host_port(running.moto_url):
+    if running is None:
         return None
-    return running
+    if _host_port(url) == _host_port(running.moto_url) or os.environ.get("COPILOT_DOIT_EMULATOR_PROXY") == "1":
+        return running
+    return None
 
 
 class EmulatedAwsTarget(LocalTarget):

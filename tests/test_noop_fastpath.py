@@ -1,0 +1,86 @@
+"""`copilot-doit deploy` answers a no-op without doit (copilot_doit/noop.py, issue #12): the same lines as the
+doit run, in the same order, from the same checks; anything to do, or anything wrong, goes through doit."""
+from __future__ import annotations
+
+import pytest
+
+from conftest import marks
+
+pytestmark = pytest.mark.e2e
+
+NAMES = ["api", "frontend"]
+
+
+def _imported(stderr: str) -> set[str]:
+    """Top-level modules a `python -X importtime` run imported."""
+    out = set()
+    for line in stderr.splitlines():
+        if line.startswith("import time:") and "|" in line:
+            out.add(line.rsplit("|", 1)[1].strip().split(".")[0])
+    return out
+
+
+def _stage_lines(stdout: str) -> list[str]:
+    return [line for line in stdout.splitlines() if line.startswith(("-- ", ".  "))]
+
+
+@pytest.fixture
+def deployed(workspace):
+    workspace.run("deploy", "name=" + ",".join(NAMES), "env=test")
+    return workspace
+
+
+def test_noop_is_answered_without_doit_with_doit_s_own_lines(deployed):
+    ws = deployed
+    by_doit = ws.run("deploy", "name=" + ",".join(NAMES), "env=test")
+    fast = ws.run("deploy", "-n", ",".join(NAMES), "-e", "test", tool="cli", PYTHONPROFILEIMPORTTIME="1")
+    assert _stage_lines(fast.stdout) == _stage_lines(by_doit.stdout), (fast.stdout, by_doit.stdout)
+    assert len(_stage_lines(fast.stdout)) == 1 + 5 * len(NAMES)
+    assert set(marks(fast.stdout).values()) == {"--"}, fast.stdout
+    imported = _imported(fast.stderr)
+    assert "copilot_doit" in imported, "the import log is empty: the test would prove nothing"
+    assert "doit" not in imported, "the no-op imported doit"
+    assert ws.mutating() == [], ws.mutating()
+    assert fast.stderr.count("Traceback") == 0
+
+
+def test_quiet_noop_prints_nothing(deployed):
+    out = deployed.run("deploy", "-n", ",".join(NAMES), "-e", "test", "--quiet", tool="cli")
+    assert out.stdout == "", out.stdout
+
+
+def test_a_change_goes_through_doit(deployed):
+    ws = deployed
+    (ws.manifests / "frontend" / "src" / "www" / "index.html").write_text("<h1>changed again</h1>\n")
+    out = ws.run("deploy", "-n", ",".join(NAMES), "-e", "test", tool="cli", PYTHONPROFILEIMPORTTIME="1")
+    m = marks(out.stdout)
+    assert m["build:frontend@test"] == "." and m["deploy:frontend@test"] == ".", out.stdout
+    assert m["build:api@test"] == "--", out.stdout
+    assert "doit" in _imported(out.stderr)
+    # and the run after it is a no-op again, answered without doit
+    again = ws.run("deploy", "-n", ",".join(NAMES), "-e", "test", tool="cli", PYTHONPROFILEIMPORTTIME="1")
+    assert set(marks(again.stdout).values()) == {"--"} and "doit" not in _imported(again.stderr), again.stdout
+
+
+def test_a_stack_deleted_outside_is_not_a_noop(deployed):
+    ws = deployed
+    cfn = ws.client("cloudformation")
+    cfn.delete_stack(StackName=f"{ws.app}-test-api")
+    cfn.get_waiter("stack_delete_complete").wait(StackName=f"{ws.app}-test-api",
+                                                 WaiterConfig={"Delay": 1, "MaxAttempts": 60})
+    out = ws.run("deploy", "-n", ",".join(NAMES), "-e", "test", tool="cli")
+    m = marks(out.stdout)
+    assert m["deploy:api@test"] == "." and m["deploy:frontend@test"] == "--", out.stdout
+    assert cfn.describe_stacks(StackName=f"{ws.app}-test-api")["Stacks"][0]["StackStatus"].endswith("_COMPLETE")
+
+
+def test_a_bad_manifest_is_reported_once_by_the_doit_run(deployed):
+    ws = deployed
+    mf = ws.manifests / "api" / "manifest.yml"
+    mf.write_text(mf.read_text() + "\ncount: lots\n")
+    by_cli = ws.run("deploy", "-n", ",".join(NAMES), "-e", "test", tool="cli", check=False)
+    by_doit = ws.run("deploy", "name=" + ",".join(NAMES), "env=test", check=False)
+    assert by_cli.returncode != 0 and by_doit.returncode != 0
+    assert "Traceback" not in by_cli.stdout + by_cli.stderr
+    assert "manifest.yml" in by_cli.stdout + by_cli.stderr and "count" in by_cli.stdout + by_cli.stderr
+    assert (by_cli.stdout + by_cli.stderr).count("count") == (by_doit.stdout + by_doit.stderr).count("count")

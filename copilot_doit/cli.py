@@ -246,7 +246,7 @@ def select_for_deploy(a: argparse.Namespace, tty: bool) -> int | None:
     """
     from . import prompts
     from .errors import UserError
-    from .workspace import load_workspace
+    from .session import load_workspace_with_memo
     if a.env and a.all_envs:
         return _usage_error("-e and --all-envs: name the environments or deploy to all of them, not both")
     if a.all:
@@ -254,7 +254,7 @@ def select_for_deploy(a: argparse.Namespace, tty: bool) -> int | None:
     if a.env and a.name:
         return None
     try:
-        ws = load_workspace(app_override=a.app)
+        ws = load_workspace_with_memo(a.app)
     except UserError:
         return None  # the run itself reports what is wrong with the workspace, as it always did
     envs = ws.environments

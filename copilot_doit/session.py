@@ -150,17 +150,23 @@ YAML_MEMO = "yaml-memo.bin"
 SHARED_FACTS = ("in-registry", "s3-object", "imported-alb")
 
 
+def load_workspace_with_memo(app_override: str | None = None) -> Workspace:
+    """load_workspace, reading YAML through the parsed-YAML memo (yamlsrc.Memo) of the workspace's cache: a
+    no-op then never imports PyYAML. The memo is written back only by a run that ended without error."""
+    try:
+        yamlsrc.use_memo(cache_root_for(find_workspace_dir().parent) / YAML_MEMO)
+    except UserError:
+        pass  # load_workspace says what is wrong
+    return load_workspace(app_override=app_override)
+
+
 class Session:
     """One run: the workspace, the selection, the cache, and memoised statuses."""
 
     def __init__(self, opts: Options):
         check_image_tag(opts.tag)
         self.opts = opts
-        try:  # parsed YAML by content (yamlsrc.Memo); written back only by a run that ended without error
-            yamlsrc.use_memo(cache_root_for(find_workspace_dir().parent) / YAML_MEMO)
-        except UserError:
-            pass  # load_workspace says what is wrong
-        self.ws: Workspace = load_workspace(app_override=opts.app)
+        self.ws: Workspace = load_workspace_with_memo(opts.app)
         self.names, self.envs = select(self.ws, opts.names, opts.envs)
         self.cache_root = cache_root_for(self.ws.root)
         self.cache = Cache(self.cache_root, remote_store(self.ws, self.cache_root), team_key(self.ws, self.cache_root))

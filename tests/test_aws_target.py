@@ -309,3 +309,29 @@ def test_the_registry_and_caller_checks_are_in_the_api_log(target, monkeypatch, 
     assert t.register_workload(app, "api", "Backend Service") == "created"
     calls = [json.loads(line) for line in log.read_text().splitlines()]
     assert {"service": "ssm", "operation": "PutParameter", "target": "aws", "mutating": True} in calls, calls
+
+
+def test_concurrent_checks_ask_for_the_account_once(target, monkeypatch, tmp_path):
+    """The status checks run in threads (stages.prefetch) and all need the account: one GetCallerIdentity."""
+    import threading
+    log = tmp_path / "api.jsonl"
+    monkeypatch.setenv("COPILOT_DOIT_API_LOG", str(log))
+    t = EndpointTarget(target.url)
+    answers = []
+    threads = [threading.Thread(target=lambda: answers.append(t.account_id())) for _ in range(6)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert answers == ["123456789012"] * 6
+    calls = [json.loads(line)["operation"] for line in log.read_text().splitlines()]
+    assert calls.count("GetCallerIdentity") == 1, calls
+
+
+def test_warm_up_makes_the_checks_clients_in_one_thread_that_ends(target):
+    t = EndpointTarget(target.url)
+    thread = t.warm_up()
+    thread.join(30)
+    assert not thread.is_alive()
+    assert set(Target.CHECK_SERVICES) <= set(t._clients)
+    assert t.client("ecr") is t._clients["ecr"]     # made once, handed out without the lock

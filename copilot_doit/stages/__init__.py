@@ -63,6 +63,21 @@ def prefetch(session) -> None:
     doit's own checks, which come one by one, find them. A failure is left for that check to report."""
     workloads = [(WORKLOAD_STAGES[-1], name, env) for name in session.names for env in session.envs]
     jobs = [(ENV, None, env) for env in session.envs] + workloads
+    warming = []
+    for env in session.envs:
+        try:
+            warming.append(session.target(env).warm_up())
+        except Exception:  # noqa: BLE001 — a target that cannot be made is reported by the check itself
+            pass
+    try:
+        _check_all(session, jobs, workloads)
+    finally:
+        for thread in warming:   # no thread outlives the checks: doit may fork workers after them
+            if thread is not None:
+                thread.join()
+
+
+def _check_all(session, jobs: list, workloads: list) -> None:
 
     def check(job):
         stage, name, env = job

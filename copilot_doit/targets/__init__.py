@@ -62,6 +62,9 @@ class Target(Protocol):
     def object_url(self, bucket: str, key: str) -> str: ...
     def object_url_if_known(self, bucket: str, key: str) -> str | None: ...  # starts nothing
 
+    # the clients the live checks will use, made in a background thread the caller joins (None: nothing to do)
+    def warm_up(self): ...
+
     def close(self) -> None: ...
 
 

@@ -25,6 +25,10 @@ class LocalTarget(AwsTarget):
         super().__init__(settings, cache_root)
         self._endpoints = None
 
+    def warm_up(self) -> None:
+        """Nothing to warm: the live checks of the local target are plain HTTP (lite.py), no boto3."""
+        return None
+
     @property
     def endpoints(self) -> services.Endpoints:
         if self._endpoints is None:

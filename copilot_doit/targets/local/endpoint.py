@@ -69,6 +69,7 @@ class EmulatedAwsTarget(LocalTarget):
     hosted_zone_id = AwsTarget.hosted_zone_id
     imported_alb = AwsTarget.imported_alb
     object_exists = AwsTarget.object_exists
+    warm_up = AwsTarget.warm_up
 
     def client_kwargs(self) -> dict:
         return {}  # boto3 reads AWS_ENDPOINT_URL itself

@@ -107,12 +107,19 @@ def load(path, text: str, variables: dict | None = None, interpolate_values: boo
     return data, lines
 
 
+# The `${NAME}`s whose values copilot-doit itself supplies (manifest.interpolation_vars): the application's
+# and the environment's names, never secrets. A document that interpolated only these is kept in the memo
+# (Copilot's own manifests use them, e.g. in SSM parameter paths); with any other name it is parsed every run.
+PUBLIC_VARIABLES = frozenset({"COPILOT_APPLICATION_NAME", "COPILOT_ENVIRONMENT_NAME"})
+
+
 class Memo:
     """Parsed documents by content: digest of (the text, the interpolation switches, this module's and
     PyYAML's files, the Python version) -> the names `${NAME}` interpolation looked up while parsing,
     their values then, and (data, lines). An answer is used only when every one of those names has the
     same value now (a changed variable is a new parse). A document whose parse interpolated any
-    `${NAME}` is not kept at all: its values may be secrets, and the cache never holds one. Kept in one small file of the cache (`<cache>/yaml-memo.bin`, a checksum ahead of a marshal payload;
+    `${NAME}` but the application's and environment's names (PUBLIC_VARIABLES) is not kept at all: its
+    values may be secrets, and the cache never holds one. Kept in one small file of the cache (`<cache>/yaml-memo.bin`, a checksum ahead of a marshal payload;
     a damaged file is ignored and rewritten). Only successful parses are kept, so every error is
     still found by parsing; values marshal cannot hold (dates, `!!binary` inside sets…) are not kept.
     Every answer is a fresh copy: callers may change what they get."""
@@ -192,7 +199,7 @@ class Memo:
 
     def put(self, key: str, used: set, variables: dict | None, data, lines: dict) -> None:
         import marshal
-        if used:  # `${VAR}` values may be secrets: a document that interpolated any is never kept
+        if used - PUBLIC_VARIABLES:  # `${VAR}` values may be secrets: a document that interpolated one is not kept
             return
         names = tuple(sorted(used))
         values = self._values(names, variables)

@@ -194,11 +194,13 @@ def doit_argv(task: str, a: argparse.Namespace) -> list[str]:
     return argv
 
 
-def run_doit(argv: list[str]) -> int:
+def run_doit(argv: list[str], session=None) -> int:
+    """doit's run of `argv`; `session`: the run's Session, already checked (noop.py), taken over by it."""
     from doit.cmd_base import ModuleTaskLoader
     from doit.doit_cmd import DoitMain
     from . import interrupt, tasks
     tasks.COMMAND_ARGV = argv
+    tasks.HANDED_OVER = session
     try:
         rc = DoitMain(ModuleTaskLoader(tasks)).run(argv)
     except KeyboardInterrupt:  # Ctrl-C outside a stack operation (a build, a push): nothing to undo
@@ -405,21 +407,27 @@ def _deploy(rest: list[str]) -> int:
         stop = show_diff(a, ask=not a.diff_yes)
         if stop is not None:
             return stop
-    if _answered_as_noop(a):
+    answered = _answered_as_noop(a)
+    if answered is True:
         return 0
-    return run_doit(doit_argv("deploy", a))
+    return run_doit(doit_argv("deploy", a), session=answered)
 
 
-def _answered_as_noop(a: argparse.Namespace) -> bool:
-    """Nothing to run: answered without doit (noop.py). Anything else is the doit run's to do and say."""
+def _answered_as_noop(a: argparse.Namespace):
+    """True when nothing had to run: answered without doit (noop.py). Otherwise the run's Session, its
+    statuses computed (None when it could not be made): the doit run takes it over (tasks.session), so
+    nothing is checked twice, and reports anything wrong in its words."""
     from . import noop
-    from .errors import UserError
+    from .errors import StageFailed, UserError
+    from .session import Session
+    from .lock import generation
     try:
-        opts = options_from_args(a)
-    except UserError:
-        return False
+        s = Session(options_from_args(a))
+    except (UserError, StageFailed):
+        return None
+    s.facts["lock_generation"] = generation(s.cache_root)   # before any status is computed
     try:
-        return noop.answer(opts, quiet=a.quiet)
+        return True if noop.answer(s, quiet=a.quiet) else s
     except KeyboardInterrupt:
         from .interrupt import EXIT_CODE
         print("interrupted", file=sys.stderr)

@@ -29,8 +29,19 @@ from .errors import UserError
 
 LOCK_NAME = ".lock"
 HOLDER_NAME = ".lock.holder.json"
+# How many times the lock has been taken: a run that checked without the lock (noop.py) and then took it
+# knows whether another run held it in between (its own take adds exactly one).
+GENERATION_NAME = ".lock.generation"
 
-# Lock files this process holds: path -> [FileLock, depth]. A second CacheLock of the same root in the
+
+def generation(root: str | os.PathLike) -> int:
+    """The lock's generation at `root` (0 before the first take); a plain read, no lock library."""
+    try:
+        return int((Path(root) / GENERATION_NAME).read_text().strip() or 0)
+    except (OSError, ValueError):
+        return 0
+
+# Lock files this process holds: path -> [FileLock, depth, generation]. A second CacheLock of the same root in the
 # same process (the CLI around doit, then a task) must not wait for itself; the last release unlocks.
 _held: dict[str, list] = {}
 
@@ -100,6 +111,19 @@ def default_command() -> str:
     return text if len(text) <= 200 else text[:199] + "…"
 
 
+def _write_atomically(path: Path, data: bytes) -> None:
+    """Temp + rename, without fsync: these files are advisory, and a crash frees the lock anyway. The temp
+    name is the cache's `.tmp-` pattern, so `cache verify` sweeps leftovers."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix or ".txt")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 class CacheLock:
     """The lock of one cache root. `acquire()` returns self, so `with CacheLock(...).acquire():` works;
     `with CacheLock(...):` acquires waiting, printing one line while it waits."""
@@ -109,6 +133,7 @@ class CacheLock:
         self.command = command or default_command()
         self._key = ""
         self._taken = 0       # acquisitions of this object not yet released
+        self.generation = 0   # the lock's generation this process's take made (generation())
 
     @property
     def lock_path(self) -> Path:
@@ -122,6 +147,7 @@ class CacheLock:
         if self._key in _held:
             _held[self._key][1] += 1
             self._taken += 1
+            self.generation = _held[self._key][2]
             return self
         from filelock import FileLock, Timeout  # imported here: read-only commands never pay for it
         # thread_local=False: doit may run tasks in threads; the lock belongs to the run, not a thread.
@@ -138,13 +164,19 @@ class CacheLock:
             except Timeout:
                 raise UserError(f"gave up after {timeout:g} s waiting for the cache lock held by "
                                 f"{describe_holder(self.root)}") from None
-        _held[self._key] = [file_lock, 1]
+        _held[self._key] = [file_lock, 1, 0]
         self._taken += 1
         try:
             self._write_holder()
         except OSError as exc:  # the label is a courtesy; the lock itself is held
             print(f"warning: could not record the cache lock's holder in {self.root / HOLDER_NAME}: {exc}",
                   file=sys.stderr)
+        self.generation = generation(self.root) + 1
+        try:
+            _write_atomically(self.root / GENERATION_NAME, str(self.generation).encode())
+        except OSError:
+            self.generation = -1   # unknown: a caller comparing generations must assume another run came
+        _held[self._key][2] = self.generation
         return self
 
     @property
@@ -167,18 +199,9 @@ class CacheLock:
         entry[0].release()
 
     def _write_holder(self) -> None:
-        """Atomically (temp + rename) but without fsync: the label is advisory, and a crash frees the
-        lock anyway. The temp name is the cache's `.tmp-` pattern, so `cache verify` sweeps leftovers."""
         data = json.dumps({"pid": os.getpid(), "command": self.command, "host": socket.gethostname(),
                            "since": datetime.now(timezone.utc).isoformat(timespec="seconds")}).encode()
-        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".tmp-", suffix=".json")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-            os.replace(tmp, self.root / HOLDER_NAME)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        _write_atomically(self.root / HOLDER_NAME, data)
 
     def __enter__(self) -> "CacheLock":
         if not self._taken:   # `with CacheLock(...).acquire(...)` has taken it already

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import sys
 
-from .session import Options, Session
+from .session import Session
 from .stages import ENV, STAGES, WORKLOAD_STAGES, prefetch
 
 
@@ -40,8 +40,9 @@ def up_to_date_lines(s: Session) -> list[str] | None:
     return lines
 
 
-def answer(opts: Options, quiet: bool = False) -> bool:
-    """True when the deploy was a no-op and has been reported; False when doit must run it.
+def answer(s: Session, quiet: bool = False) -> bool:
+    """True when the deploy was a no-op and has been reported; False when doit must run it (the session,
+    its memos filled, can then be handed to the doit run: tasks.session).
 
     The cache lock is not taken (its import alone, filelock's, is ~40 ms here): like `plan`, this only reads
     and answers "up to date" only when the records match the inputs and the world matches the records. A run
@@ -50,7 +51,6 @@ def answer(opts: Options, quiet: bool = False) -> bool:
     from .errors import StageFailed, UserError
     from .yamlsrc import flush_memo
     try:
-        s = Session(opts)
         lines = up_to_date_lines(s)
     except (UserError, StageFailed):
         return False   # a bad input or a failed check: the doit run reports it in its words

@@ -41,6 +41,9 @@ _SESSION: tuple | None = None
 # doit's command line as given (cli.py sets it; under `doit` it is sys.argv): decides whether this run
 # may change anything and so must hold the cache lock.
 COMMAND_ARGV: list[str] | None = None
+# The Session `copilot-doit deploy` made to check for a no-op (noop.py) when something must run: its
+# statuses are computed already, so this run takes it over instead of checking everything again.
+HANDED_OVER: Session | None = None
 # doit commands that change nothing we own: they never wait for the lock. `run` (the default) does,
 # unless every task named is `plan`.
 READ_ONLY_COMMANDS = {"list", "info", "help", "dumpdb", "strace", "tabcompletion", "forget", "ignore",
@@ -128,9 +131,12 @@ def session() -> Session:
             opts = options_from_vars()
             if not get_var("env") and asks_which_env(argv):
                 refuse_unnamed_envs(opts.app)
-            s = Session(opts)
+            handed = _taken_over(opts)
+            s = handed or Session(opts)
             if changes_the_world(argv):
-                hold_cache_lock(s)
+                lock = hold_cache_lock(s)
+                if handed is not None and another_run_came(handed.facts.get("lock_generation"), lock.generation):
+                    s.forget_everything()   # its statuses were checked before that run: they may be stale
         except UserError as exc:
             raise InvalidCommand(str(exc)) from None
         atexit.register(s.flush)
@@ -138,13 +144,30 @@ def session() -> Session:
     return _SESSION[1]
 
 
-def hold_cache_lock(s: Session) -> None:
+def _taken_over(opts: Options) -> Session | None:
+    """The Session handed over by `copilot-doit deploy` (HANDED_OVER) when it was made for these options.
+    Its statuses were computed without the lock (noop.py); the lock's generation, read before they were,
+    says whether another run held the lock since: then they are forgotten and checked again."""
+    global HANDED_OVER
+    s, HANDED_OVER = HANDED_OVER, None
+    return s if s is not None and s.opts == opts and s.pid == os.getpid() else None
+
+
+def another_run_came(seen: int | None, taken: int) -> bool:
+    """Whether another run took the lock between a read of its generation (`seen`, before statuses were
+    checked without it) and this run's own take (`taken`: exactly one more when nobody came between)."""
+    return seen is None or taken < 0 or taken != seen + 1
+
+
+def hold_cache_lock(s: Session):
     """One run at a time per cache root (the local target's services included). Taken before any
-    status is computed, so a run that waited sees what the other one did; released at exit."""
+    status is computed, so a run that waited sees what the other one did; released at exit. Returns the
+    CacheLock (its `generation` tells a handed-over session whether another run came in between)."""
     from .lock import CacheLock
     lock = CacheLock(s.cache_root).acquire(wait=not _flag(get_var("no-wait")),
                                            on_wait=lambda line: print(line, file=sys.stderr, flush=True))
     atexit.register(lock.release)
+    return lock
 
 
 class StageCheck:

@@ -224,3 +224,24 @@ def test_a_daemon_started_by_the_holder_does_not_keep_the_lock(tmp_path):
             pass
     finally:
         os.kill(daemon, signal.SIGKILL)
+
+
+def test_each_take_adds_one_to_the_generation_and_a_nested_take_shares_it(tmp_path):
+    from copilot_doit.lock import generation
+    assert generation(tmp_path) == 0
+    first = CacheLock(tmp_path).acquire()
+    nested = CacheLock(tmp_path).acquire()          # the same process: no wait, the same take
+    assert first.generation == nested.generation == generation(tmp_path) == 1
+    nested.release()
+    first.release()
+    with CacheLock(tmp_path) as again:
+        assert again.generation == generation(tmp_path) == 2
+    assert not list(tmp_path.glob(".tmp-*"))
+
+
+def test_a_handed_over_session_is_checked_again_when_another_run_came_between():
+    from copilot_doit.tasks import another_run_came
+    assert not another_run_came(4, 5)            # our own take only
+    assert another_run_came(4, 6)                # somebody took it between
+    assert another_run_came(None, 1)             # never read: assume the worst
+    assert another_run_came(4, -1)               # the generation could not be written

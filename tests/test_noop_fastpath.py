@@ -87,3 +87,22 @@ def test_a_bad_manifest_is_reported_once_by_the_doit_run(deployed):
     assert "Traceback" not in by_cli.stdout + by_cli.stderr
     assert "manifest.yml" in by_cli.stdout + by_cli.stderr and "count" in by_cli.stdout + by_cli.stderr
     assert (by_cli.stdout + by_cli.stderr).count("count") == (by_doit.stdout + by_doit.stderr).count("count")
+
+
+def _count(ws, operation: str) -> int:
+    return sum(1 for c in ws.api_calls() if c["operation"] == operation)
+
+
+def test_when_something_runs_doit_takes_over_the_checked_session(deployed):
+    """A deploy that must run goes through doit with the session noop.py checked: nothing is checked twice
+    (as many live checks as `doit deploy` makes for the same change), unless another run came between."""
+    ws = deployed
+    index = ws.manifests / "frontend" / "src" / "www" / "index.html"
+    index.write_text("<h1>one</h1>\n")
+    ws.run("deploy", "name=" + ",".join(NAMES), "env=test")
+    by_doit = {op: _count(ws, op) for op in ("InspectImage", "HeadManifest", "DescribeStacks")}
+    index.write_text("<h1>two</h1>\n")
+    out = ws.run("deploy", "-n", ",".join(NAMES), "-e", "test", tool="cli")
+    assert marks(out.stdout)["deploy:frontend@test"] == "." and marks(out.stdout)["deploy:api@test"] == "--"
+    by_cli = {op: _count(ws, op) for op in by_doit}
+    assert by_cli == by_doit, (by_cli, by_doit)

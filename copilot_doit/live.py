@@ -204,7 +204,8 @@ class Resource:
     status: str = "not started"
     reasons: list[str] = field(default_factory=list)   # every *_FAILED event's reason, in order
     started: float | None = None                       # event time (s) of its first *_IN_PROGRESS
-    ended: float | None = None
+    ended: float | None = None                         # event time (s) of the status that ended it
+    seen: float = 0.0                                  # our clock when that *_IN_PROGRESS was seen
 
 
 @dataclass
@@ -269,6 +270,12 @@ def _label(*parts):
     """One line of the live area that is cut with `…` rather than wrapped (a stage, a resource, a layer)."""
     from rich.text import Text
     return Text.assemble(*parts, no_wrap=True, overflow="ellipsis")
+
+
+def _wrapped(indent: str, text):
+    """Free text (a failure reason, a stopped task) wrapped under its indent: nothing of it is cut."""
+    from rich.padding import Padding
+    return Padding(text, (0, 0, 0, len(indent)))
 
 
 class _StageOut:
@@ -441,8 +448,7 @@ class RichDisplay:
                 return
         self.line(line)
 
-    @staticmethod
-    def _stack_event(st: Stage, stack: str, event: dict) -> None:
+    def _stack_event(self, st: Stage, stack: str, event: dict) -> None:
         """One CloudFormation event: the resource's line (made on its first event) gets its latest status."""
         view = st.stacks.setdefault(stack, StackView(stack))
         lid = event.get("LogicalResourceId") or stack
@@ -461,7 +467,7 @@ class RichDisplay:
         when = _when(event)
         if status.endswith("_IN_PROGRESS"):
             if res.started is None or res.ended is not None:
-                res.started, res.ended = when, None
+                res.started, res.ended, res.seen = when, None, self._clock()
         else:
             res.ended = when
         if status.endswith("_FAILED") and event.get("ResourceStatusReason"):
@@ -545,13 +551,15 @@ class RichDisplay:
                 mark, style = Text("✘", style="red"), "red"
             else:
                 mark, style = Text("✔", style="green"), "green"
-            label = _label(indent, "- ", res.description, *(((f" ({lid})", "dim"),) if lid != view.name else ()))
+            label = _label(indent, "- ", res.description) if lid == view.name else \
+                _label(indent, "- ", (lid, "bold"), "  ", res.description)
             elapsed = ""
             if res.started is not None:
-                elapsed = _seconds(max(0.0, (res.ended if res.ended is not None else time.time()) - res.started))
+                end = res.ended if res.ended is not None else res.started + self._clock() - res.seen
+                elapsed = _seconds(max(0.0, end - res.started))
             grid.add_row(mark, label, Text(f"[{_pretty(res.status)}]", style=style), Text(elapsed, style="dim"))
             for reason in res.reasons:
-                grid.add_row("", Text(indent + "    " + reason, style="red"), "", "")
+                grid.add_row("", _wrapped(indent + "    ", Text(reason, style="red")), "", "")
             if lid == "Service":
                 for r in st.rollouts.values():
                     self._rollout_rows(grid, r, indent + "    ")
@@ -559,10 +567,10 @@ class RichDisplay:
     def _rollout_rows(self, grid, r: RolloutView, indent: str) -> None:
         from rich.text import Text
         if r.counts:
-            grid.add_row("", Text(indent + r.counts), "", "")
+            grid.add_row("", _wrapped(indent, Text(r.counts)), "", "")
         for line in r.lines:
             bad = "stopped" in line or "FAILED" in line or "rolled back" in line or "rolls back" in line
-            grid.add_row("", Text(indent + line, style="red" if bad else "dim"), "", "")
+            grid.add_row("", _wrapped(indent, Text(line, style="red" if bad else "dim")), "", "")
 
     def _result(self, st: Stage) -> list[str]:
         """The short result under a finished stage: its last own line, and what it pushed or deployed."""

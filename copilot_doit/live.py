@@ -456,13 +456,11 @@ class RichDisplay:
         res = view.resources.get(lid)
         if res is None:
             kind = event.get("ResourceType")
-            if lid == stack:
-                verb = "Creating" if status.startswith("CREATE") else \
-                    "Deleting" if status.startswith("DELETE") else "Updating"
-                desc = f"{verb} the infrastructure for stack {stack}"
-            else:
-                desc = describe(lid, kind)
-            res = view.resources[lid] = Resource(lid, kind, desc)
+            res = view.resources[lid] = Resource(lid, kind, describe(lid, kind))
+        if lid == stack and status.endswith("_IN_PROGRESS") and "ROLLBACK" not in status:
+            verb = "Creating" if status.startswith(("CREATE", "REVIEW")) else \
+                "Deleting" if status.startswith("DELETE") else "Updating"
+            res.description = f"{verb} the infrastructure for stack {stack}"   # Copilot's words
         res.status = status
         when = _when(event)
         if status.endswith("_IN_PROGRESS"):

@@ -389,6 +389,9 @@ class RichDisplay:
         self._print([Text.assemble(("-- ", "dim"), (task, "dim"), (note, "dim"))])
 
     def stage_done(self, task: str, ok: bool) -> None:
+        live = self._live
+        if live is not None and task in self._stages:
+            live.refresh()   # its last state is drawn once (a fast stack's resources) before it collapses
         with self._lock:
             said = self._finish(task, ok) if task in self._stages else []
         if said:

@@ -25,7 +25,6 @@ import sys
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
 
 STAGE_PREFIXES = ("env:", "build:", "push:", "package:", "lint:", "deploy:")
 BUILD_LINES = 5          # build output lines kept under a running build stage
@@ -196,50 +195,44 @@ class PlainDisplay:
 
 
 # --- rich --------------------------------------------------------------------------------------------------
-@dataclass
+# The live view's state: plain classes (dataclasses cost ~1 ms each at import, on every no-op too).
 class Resource:
-    logical_id: str
-    kind: str | None
-    description: str
-    status: str = "not started"
-    reasons: list[str] = field(default_factory=list)   # every *_FAILED event's reason, in order
-    started: float | None = None                       # event time (s) of its first *_IN_PROGRESS
-    ended: float | None = None                         # event time (s) of the status that ended it
-    seen: float = 0.0                                  # our clock when that *_IN_PROGRESS was seen
+    def __init__(self, logical_id: str, kind: str | None, description: str):
+        self.logical_id, self.kind, self.description = logical_id, kind, description
+        self.status = "not started"
+        self.reasons: list[str] = []           # every *_FAILED event's reason, in order
+        self.started: float | None = None      # event time (s) of its first *_IN_PROGRESS
+        self.ended: float | None = None        # event time (s) of the status that ended it
+        self.seen = 0.0                        # our clock when that *_IN_PROGRESS was seen
 
 
-@dataclass
 class StackView:
-    name: str
-    resources: dict[str, Resource] = field(default_factory=dict)   # first seen first; the stack first
+    def __init__(self, name: str):
+        self.name = name
+        self.resources: dict[str, Resource] = {}   # first seen first; the stack first
 
 
-@dataclass
 class RolloutView:
-    name: str
-    counts: str = ""
-    lines: deque = field(default_factory=lambda: deque(maxlen=ROLLOUT_LINES))
+    def __init__(self, name: str):
+        self.name, self.counts = name, ""
+        self.lines: deque = deque(maxlen=ROLLOUT_LINES)
 
 
-@dataclass
 class Layer:
-    status: str
-    current: int = 0
-    total: int = 0
+    def __init__(self, status: str):
+        self.status, self.current, self.total = status, 0, 0
 
 
-@dataclass
 class Stage:
-    task: str
-    note: str
-    started: float
-    log: list[str] = field(default_factory=list)         # lines the stage printed itself
-    build: deque = field(default_factory=lambda: deque(maxlen=BUILD_LINES))
-    push_header: str = ""
-    layers: dict[str, Layer] = field(default_factory=dict)
-    pushed: list[str] = field(default_factory=list)      # `<tag>: digest: sha256:… size: …`
-    stacks: dict[str, StackView] = field(default_factory=dict)
-    rollouts: dict[str, RolloutView] = field(default_factory=dict)
+    def __init__(self, task: str, note: str, started: float):
+        self.task, self.note, self.started = task, note, started
+        self.log: list[str] = []                         # lines the stage printed itself
+        self.build: deque = deque(maxlen=BUILD_LINES)
+        self.push_header = ""
+        self.layers: dict[str, Layer] = {}
+        self.pushed: list[str] = []                      # `<tag>: digest: sha256:… size: …`
+        self.stacks: dict[str, StackView] = {}
+        self.rollouts: dict[str, RolloutView] = {}
 
 
 DONE_WORDS = {"CREATE_COMPLETE": "created", "UPDATE_COMPLETE": "updated", "DELETE_COMPLETE": "deleted"}

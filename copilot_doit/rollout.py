@@ -442,7 +442,7 @@ class ServiceProgress:
     watch is an aid: any error reading ECS is said once and the watch stops; the deploy's outcome is the
     stack's (CloudFormation waits for the service to stabilise, and its circuit breaker fails the stack)."""
 
-    def __init__(self, ecs, cluster: str, find_service, since: datetime, name: str, out=print):
+    def __init__(self, ecs, cluster: str, find_service, since: datetime, name: str, out=None):
         self.ecs, self.cluster, self.find_service, self.name, self.out = ecs, cluster, find_service, name, out
         self.since = _utc(since)
         self.service: str | None = None
@@ -468,13 +468,21 @@ class ServiceProgress:
                 if _error_code(exc) in THROTTLED:
                     return  # the next poll tries again
                 self.off = True
-                self.out(f"  service {self.name}: rollout not shown ({str(exc)[:200]})")
+                self._say(None, [f"  service {self.name}: rollout not shown ({str(exc)[:200]})"])
                 return
             raise
         self.stopped += new
-        for line in lines(self.prev, now, new, since=self.since):
-            self.out(f"  {line}")
+        self._say(counts(now), [f"  {line}" for line in lines(self.prev, now, new, since=self.since)])
         self.prev = now
+
+    def _say(self, counts_line: str | None, said: list[str]) -> None:
+        """Through `out` when one was given, else the run's display (plain lines, or live on a terminal)."""
+        if self.out is None:
+            from . import live
+            live.display().rollout(self.name, counts_line, said)
+        else:
+            for line in said:
+                self.out(line)
 
     def failure_text(self) -> str:
         """`; last stopped tasks: …` for a failed deploy's message ("" when no task stopped)."""

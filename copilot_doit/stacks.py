@@ -352,14 +352,17 @@ def _delete(cfn, name: str, stack_id: str, timeout: float = 1800) -> None:
 
 def print_events(events: list, seen: set, started: float, name: str) -> None:
     """DescribeStackEvents' events (newest first) not printed yet and not older than `started`, oldest first,
-    one line each: `  <resource> <status> - <reason>`; `seen` (event ids) is updated."""
+    one line each: `  <resource> <status> - <reason>` (on a terminal, live.py draws them Copilot-style);
+    `seen` (event ids) is updated."""
+    from . import live
+    show = live.display()
     for e in reversed(events):
         ts = e.get("Timestamp")
         if e["EventId"] in seen or (ts is not None and ts.timestamp() < started - 1):
             continue
         seen.add(e["EventId"])
         reason = f" - {e['ResourceStatusReason']}" if e.get("ResourceStatusReason") else ""
-        print(f"  {e.get('LogicalResourceId', name)} {e.get('ResourceStatus')}{reason}", flush=True)
+        show.stack_event(name, e, f"  {e.get('LogicalResourceId', name)} {e.get('ResourceStatus')}{reason}")
 
 
 def _stream(cfn, name: str, started: float, timeout: float, progress=None) -> dict:

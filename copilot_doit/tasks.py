@@ -26,6 +26,7 @@ from doit import get_var
 from doit.exceptions import InvalidCommand, TaskFailed
 from doit.reporter import ConsoleReporter
 
+from . import live
 from .cache import ensure_root
 from .errors import StageFailed, UserError
 from .session import Options, Session, cache_root_for, parse_resource_tags
@@ -349,6 +350,9 @@ class Reporter(ConsoleReporter):
         # quiet=1 (copilot-doit deploy --quiet): errors and the summary only. What stages print goes to
         # sys.stdout, which is muted; this reporter keeps the real stream.
         self.quiet = _flag(get_var("quiet"))
+        # Plain lines, or a live view on a terminal (live.py); every line this reporter writes goes through it.
+        self.display = live.open_display(outstream, self.quiet,
+                                         COMMAND_ARGV if COMMAND_ARGV is not None else sys.argv[1:])
         if self.quiet:
             sys.stdout = open(os.devnull, "w")  # noqa: SIM115 — for the process's life (one run)
 
@@ -359,13 +363,17 @@ class Reporter(ConsoleReporter):
                 return f"  ({obj.reason.split(': ', 1)[-1]})"
         return ""
 
+    def write(self, text):
+        self.display.write(text)
+
     def execute_task(self, task):
         self.started[task.name] = time.monotonic()
         if task.actions and task.name[0] != "_" and not self.quiet:
-            self.write(f".  {task.title()}{self._reason(task)}\n")
+            self.display.stage_started(task.title(), self._reason(task))
 
     def add_success(self, task):
         super().add_success(task)
+        self.display.stage_done(task.title(), True)
         stage, _, rest = task.name.partition(":")
         name, _, env = rest.rpartition("@")
         if stage in ("build", "push", "package", "lint", "deploy") and name and task.name in self.started:
@@ -374,16 +382,18 @@ class Reporter(ConsoleReporter):
 
     def skip_uptodate(self, task):
         if task.name[0] != "_" and not self.quiet:
-            self.write(f"-- {task.title()}{self._reason(task)}\n")
+            self.display.stage_skipped(task.title(), self._reason(task))
 
     def add_failure(self, task, fail):
         self.failures.append({"task": task, "exception": fail})
+        self.display.stage_done(task.title(), False)
         if isinstance(fail, TaskFailed):
             self.write(f"ERROR: {task.name}: {fail.message.strip()}\n")
         else:  # an exception escaped a stage: that is a bug, so show everything
             self.write(f"ERROR: {task.name}: internal error\n{fail.get_msg()}\n")
 
     def complete_run(self):
+        self.display.close()   # the live area ends here: the summary is plain text after it
         if not self.failures and not self.runtime_errors:
             # The parsed-YAML memo is written only by a run without errors: a run stopped by a bad
             # input leaves the cache as it found it.

@@ -34,10 +34,12 @@ def ws(tmp_path_factory, services_up):
 
 
 def spawn(ws, *args: str):
-    """`copilot-doit deploy ...` with stdin and stdout on a pseudo-terminal."""
+    """`copilot-doit deploy ...` with stdin and stdout on a pseudo-terminal. The questions are the subject
+    here: the stages' lines stay plain (COPILOT_DOIT_PLAIN=1) for `marks`; the live view on a terminal is
+    tests/test_e2e_live.py's."""
     ws.api_log.write_text("")
     return pexpect.spawn(sys.executable, ["-m", "copilot_doit.cli", "deploy", *args], cwd=str(ws.root),
-                         env=ws.env(), encoding="utf-8", timeout=300, dimensions=(50, 200))
+                         env=ws.env(COPILOT_DOIT_PLAIN="1"), encoding="utf-8", timeout=300, dimensions=(50, 200))
 
 
 def finish(child) -> tuple[int, str]:

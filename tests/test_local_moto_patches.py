@@ -392,3 +392,23 @@ def test_patch14_outputs_name_their_exports_as_before(cfn):
     assert out["LogName"].get("ExportName") == f"{stack}-LogName"
     assert out["OtherName"].get("ExportName") == f"{stack}-OtherName"
     assert "ExportName" not in out["Plain"] and out["Plain"]["OutputValue"] == "just a value"
+
+
+def test_patch15_each_resource_has_its_own_events(cfn):
+    stack = name()
+    log = {"Type": "AWS::Logs::LogGroup", "Properties": {"RetentionInDays": 7}}
+    via_change_set(cfn, stack, {"Resources": {"Log": log}})
+    via_change_set(cfn, stack, {"Resources": {"Log": {**log, "Properties": {"RetentionInDays": 14}},
+                                              "Off": {**log, "Condition": "No"}},
+                                "Conditions": {"No": {"Fn::Equals": ["a", "b"]}}})
+    events = [(e["LogicalResourceId"], e["ResourceStatus"], e.get("ResourceType"))
+              for e in reversed(cfn.describe_stack_events(StackName=stack)["StackEvents"])]
+    log_events = [(lid, status) for lid, status, kind in events if lid == "Log"]
+    assert log_events == [("Log", "CREATE_IN_PROGRESS"), ("Log", "CREATE_COMPLETE"),
+                          ("Log", "UPDATE_IN_PROGRESS"), ("Log", "UPDATE_COMPLETE")], events
+    assert all(kind == "AWS::Logs::LogGroup" for lid, _, kind in events if lid == "Log")
+    assert "Off" not in {lid for lid, _, _ in events}                # a false condition creates nothing
+    # in order: the stack's own IN_PROGRESS before its resources', its COMPLETE after
+    assert events.index((stack, "CREATE_IN_PROGRESS", "AWS::CloudFormation::Stack")) < \
+        events.index(("Log", "CREATE_IN_PROGRESS", "AWS::Logs::LogGroup")) < \
+        events.index((stack, "CREATE_COMPLETE", "AWS::CloudFormation::Stack"))

@@ -69,9 +69,9 @@ def local_tag(app: str, workload: str, k: Key) -> tuple[str, str]:
 
 
 def build_image(cfg: BuildConfig, app: str, workload: str, k: Key, quiet: bool = False) -> dict:
-    from .. import docker_build  # here: a no-op builds nothing
+    from .. import docker_build, live  # here: a no-op builds nothing
     repo, tag = local_tag(app, workload, k)
-    image = docker_build.build(cfg, f"{repo}:{tag}", labels(workload), quiet=quiet)
+    image = docker_build.build(cfg, f"{repo}:{tag}", labels(workload), quiet=quiet, out=live.display().build_line)
     return {"image_id": image, "local_ref": f"{repo}:{tag}"}
 
 

@@ -55,6 +55,8 @@ def push_image(target: Target, repo_name: str, image_id: str, tags: list[str], r
     c = engine.client()
     auth = target.registry_auth(repo_uri)
     digest = None
+    from .. import live
+    show = live.display().push_chunk   # per-layer progress on a terminal
     for tag in tags:
         log_api("docker", "Tag", "engine")
         c.api.tag(image_id, push_ref, tag)
@@ -63,6 +65,7 @@ def push_image(target: Target, repo_name: str, image_id: str, tags: list[str], r
             for chunk in c.api.push(push_ref, tag=tag, stream=True, decode=True, auth_config=auth):
                 if "error" in chunk:
                     raise StageFailed(_push_error(push_ref, tag, chunk["error"]))
+                show(chunk)
                 aux = chunk.get("aux") or {}
                 if "Digest" in aux:
                     if digest and aux["Digest"] != digest:

@@ -9,8 +9,10 @@ cannot update in place no longer break DescribeStackResource), patch 9 (a load b
 CloudFormation: network load balancers with TCP/UDP listeners), patch 10 (a stack with a VPC and an
 internet gateway can be deleted), patch 11 (a failed update rolls back; nested stacks are updated in
 place, and one that fails to create or update leaves no half-made stack behind), patch 12 (an output
-whose condition is false is left out) and patch 13 (a deleted stack takes its load balancer listeners,
-listener rules and target groups along).
+whose condition is false is left out), patch 13 (a deleted stack takes its load balancer listeners,
+listener rules and target groups along), patch 14 (DescribeStacks evaluates a stack's exports once, not once
+per output: half of its time) and patch 15 (each resource a stack operation creates or updates has its own
+`*_IN_PROGRESS` and `*_COMPLETE` events, as CloudFormation's: the live view draws them).
 """
 from __future__ import annotations
 
@@ -133,11 +135,12 @@ def apply_patches() -> list[str]:
     _patch_conditional_outputs()
     _patch_elbv2_stack_delete()
     _patch_outputs_once(m)
+    _patch_resource_events(m, cfn_parsing)
     return ["create_change_set+exports", "ecs_taskdef_update", "execute_change_set+outputs+exports",
             "update_stack_noop", "change_set_tags", "ecs_service_desired_count", "hold+cancel_update_stack",
             "update_keeps_unupdatable_resources", "elbv2_load_balancer_type", "vpc_stack_delete",
             "failed_update_rolls_back+nested_stacks", "conditional_outputs", "elbv2_stack_delete",
-            "outputs_once"]
+            "outputs_once", "resource_events"]
 
 
 # 9. Ours (issue 8, Copilot's multi-svc-app fixture): an AWS::ElasticLoadBalancingV2::LoadBalancer created by
@@ -612,6 +615,42 @@ def main(argv: list[str]) -> None:
     moto_main(argv)
 
 
+def _patch_resource_events(m, cfn_parsing) -> None:
+    """Patch 15 (ours, issue 13): moto records only the stack's own events; CloudFormation also records each resource's
+    `CREATE_IN_PROGRESS`/`CREATE_COMPLETE` (`UPDATE_…` for an update). Added around moto's create and update
+    of one resource, on the stack the resource map belongs to (a nested stack's resources on the nested one)."""
+    def stack_of(resources_map, account_id, region_name):
+        try:
+            return m.cloudformation_backends[account_id][region_name].stacks.get(resources_map.stack_id)
+        except Exception:
+            return None
+
+    def add(stack, logical_id, resource_json, status, resource=None) -> None:
+        try:
+            phys = str(getattr(resource, "physical_resource_id", None) or "") if resource is not None else ""
+        except Exception:
+            phys = ""
+        stack.events.append(m.Event(stack_id=stack.stack_id, stack_name=stack.name, logical_resource_id=logical_id,
+                                    physical_resource_id=phys, resource_type=(resource_json or {}).get("Type", ""),
+                                    resource_status=status, resource_status_reason=None, resource_properties=None))
+
+    for fn_name, verb in (("parse_and_create_resource", "CREATE"), ("parse_and_update_resource", "UPDATE")):
+        orig = getattr(cfn_parsing, fn_name)
+
+        def with_events(logical_id, resource_json, resources_map, account_id, region_name, _orig=orig, _verb=verb):
+            stack = stack_of(resources_map, account_id, region_name)
+            condition = resource_json.get("Condition")
+            if stack is None or (condition and not resources_map.lazy_condition_map[condition]):
+                return _orig(logical_id, resource_json, resources_map, account_id, region_name)
+            add(stack, logical_id, resource_json, f"{_verb}_IN_PROGRESS")
+            resource = _orig(logical_id, resource_json, resources_map, account_id, region_name)
+            add(stack, logical_id, resource_json, f"{_verb}_COMPLETE", resource)
+            return resource
+
+        setattr(cfn_parsing, fn_name, with_events)
+
+
 if __name__ == "__main__":
     main(sys.argv[1:])
+
 

@@ -19,6 +19,7 @@ import atexit
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -35,7 +36,8 @@ from .yamlsrc import flush_memo
 
 # Stages spawn processes (docker build, the local services) from doit's worker threads and from the
 # concurrent status checks, while other threads import modules and write SQLite. CPython 3.11's vfork
-# path crashed the whole process under that (SIGSEGV in _posixsubprocess, seen in the -j tests): fork.
+# path was suspected of the -j tests' SIGSEGVs (in _posixsubprocess): fork. (Their cause was found later:
+# doit swapping sys.stdout from worker threads, see _stage_task.)
 subprocess._USE_VFORK = False
 
 _SESSION: tuple | None = None
@@ -279,9 +281,16 @@ def _stage_task(stage, name: str | None, env: str) -> dict:
     s = session()
     check = StageCheck(stage.name, name, env)
     doc = stage.doc.format(name=name, env=env, app=s.ws.app, target=s.ws.env_settings(env).target)
+    # "capture": False — doit captures a Python action's output by swapping the process-wide sys.stdout and
+    # sys.stderr for the action's life. Under `-n N -P thread` (copilot-doit deploy -j N) N workers swap
+    # them at once, and CPython 3.11's print() holds sys.stdout as a borrowed reference: a swap in one
+    # thread freed the stream another thread was printing to (python/cpython#130163, not fixed in 3.11).
+    # That use-after-free was the SIGSEGV of the -j tests, showing up wherever the freed memory was used
+    # next (doit's Writer.write, a traceback, _posixsubprocess). Without capture, doit assigns sys.stdout
+    # the object it already holds. Stages print live (verbosity 2); nothing reads a capture.
     return {"name": env if stage is ENV else f"{name}@{env}", "doc": StageDoc(doc, check),
             "actions": [_action(check)], "uptodate": [check], "task_dep": stage.deps(s, name, env),
-            "verbosity": 2}
+            "verbosity": 2, "io": {"capture": False}}
 
 
 def task_env():
@@ -337,24 +346,77 @@ def task_plan():
     return {"actions": [show], "uptodate": [False], "verbosity": 2}
 
 
+class WholeLines:
+    """A text stream that threads share: each thread's text goes out a whole line at a time (a partial line
+    waits for its newline or a flush), every write and flush under one lock shared by stdout and stderr.
+
+    Why: with `-n N -P thread` (`copilot-doit deploy -j N`) the stages of N workers, the status checks and
+    the reporter all write to one stream. `print` writes its text and its newline separately, so doit's
+    `.`/`--` lines were cut in two by other threads' output (and lost to `copilot-doit`'s readers); and
+    CPython 3.11's TextIOWrapper mixes up its pending bytes when a write arrives while another thread's
+    flush has released the GIL (python/cpython#118138, #119506).
+    """
+
+    def __init__(self, stream, lock):
+        self.stream = stream
+        self._lock = lock
+        self._pending: dict[int, str] = {}   # thread id -> the start of a line not yet written
+
+    def write(self, text: str) -> int:
+        me = threading.get_ident()
+        with self._lock:
+            head, newline, tail = (self._pending.pop(me, "") + text).rpartition("\n")
+            if tail:
+                self._pending[me] = tail
+            if newline:
+                self.stream.write(head + newline)
+        return len(text)
+
+    def flush(self) -> None:
+        with self._lock:
+            rest = self._pending.pop(threading.get_ident(), "")
+            if rest:
+                self.stream.write(rest)
+            self.stream.flush()
+
+    def close_lines(self) -> None:
+        """Write every thread's partial line (the run is over) and flush."""
+        with self._lock:
+            for rest in self._pending.values():
+                self.stream.write(rest)
+            self._pending.clear()
+            self.stream.flush()
+
+    def __getattr__(self, name):   # isatty, fileno, encoding, buffer, ...: the real stream's
+        return getattr(self.stream, name)
+
+
 class Reporter(ConsoleReporter):
     """doit's console output with the reason beside each `.`/`--`, and failures as one clear line; after a
     deploy that changed something, a summary table (summary.py): each workload × environment, what ran, the
     time taken and the URL to open."""
 
     def __init__(self, outstream, options):
-        super().__init__(outstream, options)
+        # quiet=1 (copilot-doit deploy --quiet): errors and the summary only. What stages print goes to
+        # sys.stdout, which is muted (for the process's life: one run); this reporter keeps the real stream.
+        self.quiet = _flag(get_var("quiet"))
+        # Every stream this run writes to goes through WholeLines (see there why), installed here, in the
+        # main thread before any worker starts, and put back when the run completes: sys.stdout and
+        # sys.stderr must not change while tasks run (see _stage_task's "capture").
+        lock = threading.RLock()   # reentrant: a signal handler may print while its thread is writing
+        self._std = (sys.stdout, sys.stderr)
+        stage_out = open(os.devnull, "w") if self.quiet else sys.stdout  # noqa: SIM115
+        sys.stdout, sys.stderr = WholeLines(stage_out, lock), WholeLines(sys.stderr, lock)
+        super().__init__(WholeLines(outstream, lock), options)
         self.ran: dict[tuple, list[str]] = {}      # (name, env) -> stages that ran, in order
         self.took: dict[tuple, float] = {}         # (name, env) -> seconds of those stages
         self.started: dict[str, float] = {}
-        # quiet=1 (copilot-doit deploy --quiet): errors and the summary only. What stages print goes to
-        # sys.stdout, which is muted; this reporter keeps the real stream.
-        self.quiet = _flag(get_var("quiet"))
-        # Plain lines, or a live view on a terminal (live.py); every line this reporter writes goes through it.
-        self.display = live.open_display(outstream, self.quiet,
-                                         COMMAND_ARGV if COMMAND_ARGV is not None else sys.argv[1:])
-        if self.quiet:
-            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 — for the process's life (one run)
+        # Plain lines, or a live view on a terminal (live.py); every line this reporter writes goes through
+        # it. The live view (never with parallel tasks) draws on the terminal itself, rich keeping its own
+        # lock; plain lines go through WholeLines.
+        argv = COMMAND_ARGV if COMMAND_ARGV is not None else sys.argv[1:]
+        self.display = live.open_display(outstream if live.wants_rich(outstream, self.quiet, argv) else self.outstream,
+                                         self.quiet, argv)
 
     def _reason(self, task) -> str:
         for utd in getattr(task, "uptodate", []) or []:
@@ -404,6 +466,17 @@ class Reporter(ConsoleReporter):
             self.write(f"{len(self.failures)} stage(s) failed; nothing after them was applied.\n")
         if self.runtime_errors:
             self.write("\n".join(self.runtime_errors) + "\n")
+        self._release_streams()
+
+    def _release_streams(self) -> None:
+        for stream in (self.outstream, sys.stdout, sys.stderr):
+            if isinstance(stream, WholeLines):
+                stream.close_lines()
+        std_out, std_err = self._std
+        if isinstance(sys.stdout, WholeLines) and not self.quiet:
+            sys.stdout = std_out
+        if isinstance(sys.stderr, WholeLines):
+            sys.stderr = std_err
 
 
 def _command_tasks() -> list[str]:

@@ -1,0 +1,64 @@
+"""`copilot-doit deploy -j N` (issue #12 scope 3, its Done-when): `deploy -j 4 -e test` on a 20-workload
+generated workspace deploys all, a rerun skips all (answered by noop.py, in doit's words), no error, and
+the cache verifies. Under CPython 3.11 this run crashed with SIGSEGV until doit stopped swapping
+sys.stdout from its worker threads (tasks._stage_task); every `.` line present shows lines stay whole."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import uuid
+
+import pytest
+
+from conftest import REPO, Workspace, marks
+
+pytestmark = pytest.mark.e2e
+
+N = 20
+
+
+def generated_workspace(base, endpoints, n: int) -> Workspace:
+    root = base / "repo"
+    ws = root / "copilot"
+    (ws / "environments" / "test").mkdir(parents=True)
+    (ws / ".workspace").write_text(f"application: j{uuid.uuid4().hex[:8]}\n")
+    (ws / "copilot-doit.yml").write_text("environments:\n  test: {target: local, region: us-east-1}\n")
+    (ws / "environments" / "test" / "manifest.yml").write_text("name: test\ntype: Environment\n")
+    for i in range(n):
+        name = f"w{i:02d}"
+        (ws / name / "src").mkdir(parents=True)
+        (ws / name / "src" / "Dockerfile").write_text("FROM scratch\nCOPY hello.txt /hello.txt\nCMD [\"/hello\"]\n")
+        (ws / name / "src" / "hello.txt").write_text(f"hello from {name}\n")
+        (ws / name / "manifest.yml").write_text(
+            f"name: {name}\ntype: Backend Service\nimage:\n  build: copilot/{name}/src/Dockerfile\n"
+            "cpu: 256\nmemory: 512\ncount: 1\n")
+    (root / "dodo.py").write_text((REPO / "dodo.py").read_text())
+    (root / ".gitignore").write_text("api.jsonl\n")
+    subprocess.run(["git", "init", "-q"], cwd=root, check=True)
+    w = Workspace(root, ws.joinpath(".workspace").read_text().split()[-1], endpoints)
+    w.commit("generated")
+    return w
+
+
+def test_jobs_deploy_a_generated_workspace_then_skip_it(tmp_path, services_up):
+    ws = generated_workspace(tmp_path, services_up, N)
+    out = ws.run("deploy", "-j", "4", "-e", "test", tool="cli")
+    assert "Traceback" not in out.stdout + out.stderr and "ERROR" not in out.stdout + out.stderr, out.stdout + out.stderr
+    m = marks(out.stdout)
+    expected = {"env:test"} | {f"{st}:w{i:02d}@test" for st in ("build", "push", "package", "lint", "deploy")
+                               for i in range(N)}
+    assert set(m) == expected and set(m.values()) == {"."}, (sorted(expected - set(m)), out.stdout)
+    builds = [c for c in ws.api_calls() if c["operation"] == "Build"]
+    assert len(builds) == N, len(builds)
+    cfn = ws.client("cloudformation")
+    for i in range(N):
+        stack = cfn.describe_stacks(StackName=f"{ws.app}-test-w{i:02d}")["Stacks"][0]
+        assert stack["StackStatus"] == "CREATE_COMPLETE"
+    again = ws.run("deploy", "-j", "4", "-e", "test", tool="cli")
+    assert "Traceback" not in again.stdout + again.stderr and "ERROR" not in again.stdout + again.stderr
+    assert ws.mutating() == [], ws.mutating()
+    m = marks(again.stdout)
+    assert set(m) == expected and set(m.values()) == {"--"}, (sorted(expected - set(m)), again.stdout)
+    verify = subprocess.run([sys.executable, "-m", "copilot_doit.cli", "cache", "verify"], cwd=ws.root,
+                            env=ws.env(), capture_output=True, text=True)
+    assert verify.returncode == 0 and "the cache is sound" in verify.stdout, verify.stdout + verify.stderr

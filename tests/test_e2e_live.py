@@ -37,6 +37,8 @@ def ws(tmp_path_factory, services_up):
 def on_a_terminal(ws, *args: str, program=("-m", "copilot_doit.cli", "deploy")) -> tuple[int, str]:
     env = ws.env(TERM="xterm-256color")
     env.pop("COPILOT_DOIT_PLAIN", None)
+    for name in ("COLUMNS", "LINES"):   # pytest-xdist's workers set 80 x 24: the pty's own size counts
+        env.pop(name, None)
     child = pexpect.spawn(sys.executable, [*program, *args], cwd=str(ws.root), env=env, encoding="utf-8",
                           timeout=300, dimensions=(50, 160))
     child.expect(pexpect.EOF)

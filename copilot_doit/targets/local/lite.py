@@ -6,7 +6,6 @@ moto does not check signatures, so a fixed Authorization header naming the servi
 """
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import random
@@ -15,6 +14,7 @@ import time
 import urllib.parse
 import xml.etree.ElementTree as ET
 
+from ... import plainhttp
 from ...audit import log_api
 from ...errors import ServiceUnavailable
 from ..aws import merge_listed
@@ -72,15 +72,9 @@ def _auth(service: str, region: str) -> str:
 
 def _request_once(base: str, method: str, path: str, body: bytes | None, headers: dict) -> tuple[int, dict, bytes]:
     u = urllib.parse.urlsplit(base)
-    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=CONNECT_TIMEOUT)
-    try:
-        conn.connect()
-        conn.sock.settimeout(READ_TIMEOUT)
-        conn.request(method, path, body=body, headers=headers)
-        r = conn.getresponse()
-        return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read()
-    finally:
-        conn.close()
+    r = plainhttp.request(method, path, host=u.hostname, port=u.port, body=body, headers=headers,
+                          connect_timeout=CONNECT_TIMEOUT, read_timeout=READ_TIMEOUT)
+    return r.status, r.headers, r.body
 
 
 def _retryable(status: int, body: bytes) -> bool:
@@ -99,7 +93,7 @@ def _request(base: str, method: str, path: str, body: bytes | None, headers: dic
         except socket.timeout:
             raise LiteError(f"{what} ({base}) did not answer within {READ_TIMEOUT:g}s: it is paused or stuck",
                             allowed=RESTART_HINT) from None
-        except (OSError, http.client.HTTPException) as exc:
+        except OSError as exc:   # plainhttp.ProtocolError included
             if attempt == MAX_ATTEMPTS:
                 why = str(exc) or type(exc).__name__
                 raise LiteError(f"{what} ({base}) does not answer ({why}, {MAX_ATTEMPTS} attempts)",

@@ -1,0 +1,118 @@
+"""One HTTP/1.1 exchange over a TCP or Unix socket, for the no-op path's calls to services on this machine:
+the Docker engine's socket, the local target's moto server and registry (engine.py, targets/local/lite.py).
+
+Why not http.client: importing it costs ~20-35 ms of a ~0.23 s no-op here (it imports email.parser,
+email.message and ssl), and these calls need none of it — plain HTTP to a local peer, one request per
+connection (`Connection: close`: the response ends where the peer closes, and Content-Length or chunked
+framing is checked against it). Hosts are passed to the socket as bytes, so no `idna` codec is loaded.
+"""
+from __future__ import annotations
+
+import socket
+
+MAX_RESPONSE = 64 * 1024 * 1024   # a local peer's answer to a read-only call; more is a broken peer
+
+
+class ProtocolError(OSError):
+    """The peer's answer is not an HTTP/1.x response (cut short, malformed): an I/O failure like any other."""
+
+
+class Response:
+    __slots__ = ("status", "headers", "body")
+
+    def __init__(self, status: int, headers: dict[str, str], body: bytes):
+        self.status, self.headers, self.body = status, headers, body
+
+
+def request(method: str, path: str, *, host: str = "localhost", port: int | None = None,
+            unix_socket: str | None = None, body: bytes | None = None, headers: dict | None = None,
+            connect_timeout: float = 5.0, read_timeout: float = 30.0) -> Response:
+    """Send one request and read the whole response. `socket.timeout` when the peer does not answer within
+    `read_timeout`; OSError (ProtocolError included) for any other failure."""
+    if unix_socket is not None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(connect_timeout)
+        try:
+            sock.connect(unix_socket)
+        except BaseException:
+            sock.close()
+            raise
+    else:
+        sock = socket.create_connection((host.encode("ascii"), port), timeout=connect_timeout)
+    try:
+        sock.settimeout(read_timeout)
+        lines = [f"{method} {path} HTTP/1.1", f"Host: {host}" + (f":{port}" if port else ""),
+                 "Connection: close", "Accept-Encoding: identity"]
+        if body is not None:
+            lines.append(f"Content-Length: {len(body)}")
+        lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
+        sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + (body or b""))
+        raw = _read_all(sock)
+    finally:
+        sock.close()
+    return parse(raw, method)
+
+
+def _read_all(sock: socket.socket) -> bytes:
+    parts, size = [], 0
+    while True:
+        data = sock.recv(65536)
+        if not data:
+            return b"".join(parts)
+        parts.append(data)
+        size += len(data)
+        if size > MAX_RESPONSE:
+            raise ProtocolError(f"response larger than {MAX_RESPONSE} bytes")
+
+
+def parse(raw: bytes, method: str = "GET") -> Response:
+    """A complete response (the peer closed the connection after it)."""
+    head, sep, rest = raw.partition(b"\r\n\r\n")
+    if not sep:
+        raise ProtocolError("the connection closed before the response's headers ended" if raw else
+                            "the connection closed without a response")
+    status_line, *header_lines = head.decode("latin-1").split("\r\n")
+    version, _, status_rest = status_line.partition(" ")
+    code = status_rest[:3]
+    if not version.startswith("HTTP/1.") or not code.isdigit():
+        raise ProtocolError(f"not an HTTP/1.x status line: {status_line[:80]!r}")
+    status = int(code)
+    headers: dict[str, str] = {}
+    for line in header_lines:
+        name, colon, value = line.partition(":")
+        if not colon:
+            raise ProtocolError(f"malformed header line: {line[:80]!r}")
+        name = name.strip().lower()
+        headers[name] = f"{headers[name]}, {value.strip()}" if name in headers else value.strip()
+    if method == "HEAD" or status in (204, 304) or 100 <= status < 200:
+        return Response(status, headers, b"")
+    if "chunked" in headers.get("transfer-encoding", "").lower():
+        return Response(status, headers, _dechunk(rest))
+    if "content-length" in headers:
+        try:
+            length = int(headers["content-length"])
+        except ValueError:
+            raise ProtocolError(f"bad Content-Length {headers['content-length']!r}") from None
+        if len(rest) < length:
+            raise ProtocolError(f"the body was cut short ({len(rest)} of {length} bytes)")
+        return Response(status, headers, rest[:length])
+    return Response(status, headers, rest)   # no framing: the body is what came before the close
+
+
+def _dechunk(data: bytes) -> bytes:
+    out, pos = [], 0
+    while True:
+        end = data.find(b"\r\n", pos)
+        if end < 0:
+            raise ProtocolError("a chunked body was cut short")
+        try:
+            size = int(data[pos:end].split(b";", 1)[0].strip(), 16)
+        except ValueError:
+            raise ProtocolError(f"bad chunk size {data[pos:end][:20]!r}") from None
+        start = end + 2
+        if size == 0:
+            return b"".join(out)
+        if len(data) < start + size + 2:
+            raise ProtocolError("a chunked body was cut short")
+        out.append(data[start:start + size])
+        pos = start + size + 2

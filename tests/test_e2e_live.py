@@ -108,6 +108,9 @@ def normalized(text: str) -> list[str]:
         line = re.sub(r"[A-Z0-9]{8,}", "#", line)
         line = re.sub(r"\d+(\.\d+)?", "0", line)
         line = re.sub(r"[0-9a-f-]*#[0-9a-f#-]*", "#", line)
+        # The image's tags are listed sorted, and the git sha's place among them depends on its first
+        # character (a digit sorts before `ck-…`, a letter after): compare them as a set.
+        line = re.sub(r"\(([^()]*latest)\)$", lambda m: "(" + ", ".join(sorted(m.group(1).split(", "))) + ")", line)
         out.append(" ".join(line.split()))
     return out
 

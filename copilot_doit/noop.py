@@ -13,7 +13,7 @@ from __future__ import annotations
 import sys
 
 from .session import Session
-from .stages import ENV, STAGES, WORKLOAD_STAGES, prefetch
+from .stages import ENV, STAGES, WORKLOAD_STAGES, prefetch, stage_id
 
 
 def task_order(names: list[str], envs: list[str]) -> list[tuple[str, str | None, str]]:
@@ -24,10 +24,6 @@ def task_order(names: list[str], envs: list[str]) -> list[tuple[str, str | None,
     return order
 
 
-def task_name(stage: str, name: str | None, env: str) -> str:
-    return f"{stage}:{env}" if name is None else f"{stage}:{name}@{env}"
-
-
 def up_to_date_lines(s: Session) -> list[str] | None:
     """doit's `--` line of every selected stage when all are up to date, else None."""
     prefetch(s)
@@ -36,7 +32,7 @@ def up_to_date_lines(s: Session) -> list[str] | None:
         st = STAGES[stage].status(s, name, env)
         if st.run:
             return None
-        lines.append(f"-- {task_name(stage, name, env)}  ({st.reason})")
+        lines.append(f"-- {stage_id(stage, name, env)}  ({st.reason})")
     return lines
 
 
@@ -48,13 +44,10 @@ def answer(s: Session, quiet: bool = False) -> bool:
     and answers "up to date" only when the records match the inputs and the world matches the records. A run
     holding the lock mid-deploy shows as a stage to run (a stack in progress, a record not yet written), and
     the doit run that follows waits for the lock as it always did."""
-    from .errors import StageFailed, UserError
     from .yamlsrc import flush_memo
     try:
         lines = up_to_date_lines(s)
-    except (UserError, StageFailed):
-        return False   # a bad input or a failed check: the doit run reports it in its words
-    except Exception:  # noqa: BLE001 — a bug too: reported by the doit run, with where it happened
+    except Exception:  # noqa: BLE001 — a bad input, a failed check or a bug: the doit run reports it in its words
         return False
     if lines is None:
         return False

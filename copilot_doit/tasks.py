@@ -159,7 +159,7 @@ def _taken_over(opts: Options) -> Session | None:
 def another_run_came(seen: int | None, taken: int) -> bool:
     """Whether another run took the lock between a read of its generation (`seen`, before statuses were
     checked without it) and this run's own take (`taken`: exactly one more when nobody came between)."""
-    return seen is None or taken < 0 or taken != seen + 1
+    return seen is None or taken != seen + 1   # `taken` is -1 when it could not be written: always unequal
 
 
 def hold_cache_lock(s: Session):

@@ -109,6 +109,14 @@ class Workspace:
                             aws_access_key_id="testing", aws_secret_access_key="testing")
 
 
+def set_log_level(ws, level: str) -> None:
+    """api's LOG_LEVEL variable set to `level` (a manifest change that re-packages and re-deploys api)."""
+    m = ws.manifests / "api" / "manifest.yml"
+    text = m.read_text()
+    current = text.split("LOG_LEVEL: ", 1)[1].split("\n", 1)[0]
+    m.write_text(text.replace(f"LOG_LEVEL: {current}", f"LOG_LEVEL: {level}"))
+
+
 def marks(stdout: str) -> dict[str, str]:
     """doit's own marks per task: '.' ran, '--' up to date."""
     out = {}

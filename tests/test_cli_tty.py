@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import shutil
 import sys
-from pathlib import Path
 
 import pytest
 
-from conftest import make_workspace, marks, missing
+from conftest import make_workspace, marks, missing, set_log_level
 
 try:
     import pexpect
@@ -51,13 +50,6 @@ def finish(child) -> tuple[int, str]:
 def stack_names(ws) -> set[str]:
     return {s["StackName"] for s in ws.stacks() if s["StackName"].startswith(ws.app + "-")
             and not s["StackStatus"].startswith("DELETE")}
-
-
-def set_log_level(ws, level: str) -> None:
-    m = ws.manifests / "api" / "manifest.yml"
-    text = m.read_text()
-    current = text.split("LOG_LEVEL: ", 1)[1].split("\n", 1)[0]
-    m.write_text(text.replace(f"LOG_LEVEL: {current}", f"LOG_LEVEL: {level}"))
 
 
 def test_refusals_without_a_terminal(ws):

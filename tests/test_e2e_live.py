@@ -8,11 +8,10 @@ import re
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-from conftest import REPO, make_workspace, marks, missing
+from conftest import REPO, make_workspace, marks, missing, set_log_level
 
 try:
     import pexpect
@@ -44,13 +43,6 @@ def on_a_terminal(ws, *args: str, program=("-m", "copilot_doit.cli", "deploy")) 
     child.expect(pexpect.EOF)
     child.close()
     return child.exitstatus, child.before
-
-
-def set_log_level(ws, level: str) -> None:
-    m = ws.manifests / "api" / "manifest.yml"
-    text = m.read_text()
-    current = text.split("LOG_LEVEL: ", 1)[1].split("\n", 1)[0]
-    m.write_text(text.replace(f"LOG_LEVEL: {current}", f"LOG_LEVEL: {level}"))
 
 
 def test_piped_the_plain_lines_stay(ws):

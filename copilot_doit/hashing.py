@@ -149,6 +149,7 @@ class StatCache:
         self._rows: dict[str, tuple] | None = None
         self._dirty: dict[str, tuple] = {}
         self._lock = threading.Lock()
+        self._load_lock = threading.Lock()
         self._listings: dict[str, tuple[str, str | dict]] | None = None  # root -> (sig, dirs or its JSON)
         self._dirty_listings: dict[str, tuple[str, dict]] = {}
         self.files_hashed = 0  # content reads since construction: what the warm-cache tests measure
@@ -165,21 +166,28 @@ class StatCache:
 
     def _load(self) -> dict[str, tuple]:
         if self._rows is None:
-            rows: dict[str, tuple] = {}
-            if self.db_path and os.path.exists(self.db_path):
-                try:
-                    con = self._connect()
-                    try:
-                        for row in con.execute("SELECT path, dev, ino, size, mtime_ns, ctime_ns, digest,"
-                                               " recorded_ns FROM files"):
-                            rows[row[0]] = row[1:]
-                    finally:
-                        con.close()
-                except sqlite3.DatabaseError as exc:  # a corrupt state DB only costs re-hashing
-                    print(f"warning: stat cache {self.db_path} unreadable ({exc}); re-hashing", file=sys.stderr)
-                    rows = {}
-            self._rows = rows
+            # Once, by one thread: the concurrent checks all arrive here at the start, and each reading
+            # every row of a 10,000-file workspace was most of the 50-workload no-op's CPU.
+            with self._load_lock:
+                if self._rows is None:
+                    self._rows = self._read_rows()
         return self._rows
+
+    def _read_rows(self) -> dict[str, tuple]:
+        rows: dict[str, tuple] = {}
+        if self.db_path and os.path.exists(self.db_path):
+            try:
+                con = self._connect()
+                try:
+                    for row in con.execute("SELECT path, dev, ino, size, mtime_ns, ctime_ns, digest,"
+                                           " recorded_ns FROM files"):
+                        rows[row[0]] = row[1:]
+                finally:
+                    con.close()
+            except sqlite3.DatabaseError as exc:  # a corrupt state DB only costs re-hashing
+                print(f"warning: stat cache {self.db_path} unreadable ({exc}); re-hashing", file=sys.stderr)
+                rows = {}
+        return rows
 
     def file_digest(self, path: str, st: os.stat_result | None = None) -> str:
         st = st or os.stat(path)

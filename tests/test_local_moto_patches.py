@@ -412,3 +412,27 @@ def test_patch15_each_resource_has_its_own_events(cfn):
     assert events.index((stack, "CREATE_IN_PROGRESS", "AWS::CloudFormation::Stack")) < \
         events.index(("Log", "CREATE_IN_PROGRESS", "AWS::Logs::LogGroup")) < \
         events.index((stack, "CREATE_COMPLETE", "AWS::CloudFormation::Stack"))
+
+
+def test_patch16_every_ecr_image_digest_in_one_answer(services_up):
+    from copilot_doit.targets.local import lite
+    ecr = boto3.client("ecr", endpoint_url=services_up.moto_url, region_name="us-east-1",
+                       aws_access_key_id="testing", aws_secret_access_key="testing")
+    with_image, empty = name(), name()
+    for repo in (with_image, empty):
+        ecr.create_repository(repositoryName=repo)
+    manifest = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+                           "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "size": 2,
+                                      "digest": "sha256:" + "0" * 64}, "layers": []})
+    digest = "sha256:" + uuid.uuid4().hex * 2
+    ecr.put_image(repositoryName=with_image, imageManifest=manifest, imageTag="v1", imageDigest=digest)
+    ecr.put_image(repositoryName=with_image, imageManifest=manifest, imageTag="v2", imageDigest=digest)
+
+    listed = lite.ecr_images(services_up.moto_url, "us-east-1", "123456789012")
+    assert listed is not None, "the emulator has no /copilot-doit/ecr-images (patch 16 not applied)"
+    assert listed[with_image] == {digest} and listed[empty] == set()
+    # what DescribeImages says, per repository, is what the one answer says
+    described = {d["imageDigest"] for d in ecr.describe_images(repositoryName=with_image)["imageDetails"]}
+    assert described == listed[with_image]
+    other_region = lite.ecr_images(services_up.moto_url, "eu-west-1", "123456789012")
+    assert with_image not in other_region and empty not in other_region

@@ -41,7 +41,7 @@ class AwsTarget:
         self.settings = settings
         self.cache_root = cache_root
         self._clients: dict = {}
-        self._lock = threading.RLock()  # client() -> session() -> the registry read -> _registry_memo
+        self._lock = threading.RLock()  # client() -> session() -> the registry read
         self._session = None
         self._base_session = None
         self._registry_client = None
@@ -49,7 +49,11 @@ class AwsTarget:
         self._configured_region: tuple | None = None  # (the profile's region or "",) once asked
         self._account = None
         self._account_lock = threading.RLock()
+        self._base_sts = None          # STS of the default chain: who the credentials are
+        self._base_caller = None
+        self._base_caller_lock = threading.Lock()
         self._registry: dict = {}  # Copilot's SSM entries read (or written) this run
+        self._registry_lock = threading.Lock()
         self.app = ""              # set by use_copilot_region: the application this run deploys
 
     # --- clients ------------------------------------------------------------------------------------
@@ -78,7 +82,7 @@ class AwsTarget:
         entry = self.copilot_env(self.app, self.settings.name)
         if entry is None or not entry.account_id or not entry.manager_role_arn:
             return None
-        if entry.account_id == self._caller_account(self._new_client(self.base_session(), "sts")):
+        if entry.account_id == self._base_account():
             return None
         return entry.manager_role_arn
 
@@ -151,23 +155,54 @@ class AwsTarget:
         return {"retries": {"mode": "standard", "max_attempts": 5}, "connect_timeout": 5, "read_timeout": 60}
 
     # The clients a run's live checks use, in the order they first need them.
-    CHECK_SERVICES = ("sts", "cloudformation", "ecr", "s3")
+    CHECK_SERVICES = ("cloudformation", "ecr", "s3")
 
     def warm_up(self) -> threading.Thread:
         """Start making the checks' clients, one after another in one thread, while the first checks wait on
         the network: botocore loads each service's model when its first client is made (20-100 ms each here,
-        ~0.2 s for these four), and a boto3 session is not thread-safe, so clients are made one at a time
-        under the target's lock anyway. The caller joins the thread (stages.prefetch) before anything can
-        fork. A failure is left to the check that needs the client, which reports it in its words."""
+        ~0.2 s for these), and a boto3 session is not thread-safe, so clients are made one at a time under
+        the target's lock anyway. The caller's account (GetCallerIdentity) is asked in a second thread while
+        this one reads Copilot's SSM entry: the two answers do not depend on each other, and every check
+        waits for both (the account names the ECR repositories). The caller joins the thread
+        (stages.prefetch) before anything can fork. A failure is left to the check that needs the client or
+        the account, which reports it in its words."""
+        def ask_account() -> None:
+            try:
+                self._base_account()
+            except Exception:  # noqa: BLE001 — asked again, and reported, by the check that needs it
+                pass
+
         def make() -> None:
-            for service in self.CHECK_SERVICES:
-                try:
+            asking = None
+            try:
+                self._base_sts_client()
+                asking = threading.Thread(target=ask_account, name=f"caller-{self.settings.name}", daemon=True)
+                asking.start()
+                for service in self.CHECK_SERVICES:
                     self.client(service)
-                except Exception:  # noqa: BLE001 — reported by the check that needs this client
-                    return
+            except Exception:  # noqa: BLE001 — reported by the check that needs this client
+                pass
+            finally:
+                if asking is not None:
+                    asking.join()
         thread = threading.Thread(target=make, name=f"clients-{self.settings.name}", daemon=True)
         thread.start()
         return thread
+
+    def _base_sts_client(self):
+        if self._base_sts is None:
+            with self._lock:
+                if self._base_sts is None:
+                    self._base_sts = self._new_client(self.base_session(), "sts")
+        return self._base_sts
+
+    def _base_account(self) -> str:
+        """The default chain's account, asked once per run (a failure is not remembered: asked again)."""
+        sts = self._base_sts_client()   # first: the caller lock is a leaf, nothing is locked inside it
+        with self._base_caller_lock:
+            if self._base_caller is None:
+                self._base_caller = self._caller_account(sts)
+            return self._base_caller
 
     def client(self, service: str):
         made = self._clients.get(service)   # made already: no waiting behind another client being made
@@ -210,7 +245,12 @@ class AwsTarget:
     def _account_id(self) -> str:
         if self._account is None:
             from .. import registry
-            account = self._caller_account(self.client("sts"))
+            # Without Copilot's manager role the environment's session is the default chain's: its caller
+            # account is already asked (warm_up), not asked again through another client.
+            with self._lock:
+                session = self.session()
+            account = (self._base_account() if session is self._base_session
+                       else self._caller_account(self.client("sts")))
             entry = self.copilot_env(self.app, self.settings.name) if self.app else None
             if self.settings.account and self.settings.account != account:
                 raise UserError(f"credentials are for account {account}, but environment "
@@ -381,12 +421,13 @@ class AwsTarget:
 
     # --- Copilot's application registry (SSM, copilot_doit/registry.py) ----------------------------------
     def _registry_memo(self, key, fn):
-        """One answer per key for this target's life (one run): the registry is read once, not per stage."""
-        with self._lock:
+        """One answer per key for this target's life (one run): the registry is read once, not per stage.
+        A lock of its own: a remembered answer is not kept waiting behind a client being made."""
+        with self._registry_lock:
             if key in self._registry:
                 return self._registry[key]
         value = fn()
-        with self._lock:
+        with self._registry_lock:
             return self._registry.setdefault(key, value)
 
     def _ssm_read(self, what: str, fn):

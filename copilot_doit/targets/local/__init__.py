@@ -6,11 +6,14 @@ compat step applied to templates after they were linted in full.
 """
 from __future__ import annotations
 
+import threading
+
 from ...errors import UserError
 from ..aws import AwsTarget
 from . import lite, services
 
 ACCOUNT = "123456789012"  # moto's default account
+_UNREAD = object()
 
 
 class LocalTarget(AwsTarget):
@@ -24,6 +27,8 @@ class LocalTarget(AwsTarget):
     def __init__(self, settings, cache_root):
         super().__init__(settings, cache_root)
         self._endpoints = None
+        self._ecr_lock = threading.Lock()
+        self._ecr_snapshot = _UNREAD
 
     def warm_up(self) -> None:
         """Nothing to warm: the live checks of the local target are plain HTTP (lite.py), no boto3."""
@@ -78,7 +83,19 @@ class LocalTarget(AwsTarget):
         in_registry = lite.registry_digest(e.registry, repo_name, digest or tag)
         if in_registry is None:
             return None
-        return lite.ecr_image_digest(e.moto_url, self.settings.region, repo_name, digest=in_registry)
+        known = self._ecr_images()
+        if known is None:
+            return lite.ecr_image_digest(e.moto_url, self.settings.region, repo_name, digest=in_registry)
+        return in_registry if in_registry in known.get(repo_name, ()) else None
+
+    def _ecr_images(self) -> dict[str, set[str]] | None:
+        """The emulated ECR's images, read once per run by the first check that needs them (the concurrent
+        checks wait for that one answer: one request instead of one DescribeImages per workload), and read
+        again after this run pushed or retagged something (after_push drops it)."""
+        with self._ecr_lock:
+            if self._ecr_snapshot is _UNREAD:
+                self._ecr_snapshot = lite.ecr_images(self.endpoints.moto_url, self.settings.region, ACCOUNT)
+            return self._ecr_snapshot
 
     def tag_digest(self, repo_name: str, tag: str):
         """The registry alone: its blobs survive a moto restart, the emulated ECR records do not."""
@@ -94,12 +111,16 @@ class LocalTarget(AwsTarget):
         """Register the pushed image in moto's ECR under the registry's digest (else moto invents one)."""
         manifest, media_type = lite.registry_manifest(self.endpoints.registry, repo_name, digest)
         ecr = self.client("ecr")
-        for tag in tags:
-            try:
-                ecr.put_image(repositoryName=repo_name, imageManifest=manifest.decode(), imageTag=tag,
-                              imageManifestMediaType=media_type, imageDigest=digest)
-            except ecr.exceptions.ImageAlreadyExistsException:
-                pass  # same digest, same tag: already recorded
+        try:
+            for tag in tags:
+                try:
+                    ecr.put_image(repositoryName=repo_name, imageManifest=manifest.decode(), imageTag=tag,
+                                  imageManifestMediaType=media_type, imageDigest=digest)
+                except ecr.exceptions.ImageAlreadyExistsException:
+                    pass  # same digest, same tag: already recorded
+        finally:  # after the records changed: a snapshot read meanwhile by a concurrent check is dropped too
+            with self._ecr_lock:
+                self._ecr_snapshot = _UNREAD
 
     def describe_stacks(self) -> dict:
         return lite.describe_stacks(self.endpoints.moto_url, self.settings.region)

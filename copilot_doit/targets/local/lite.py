@@ -153,6 +153,21 @@ def ecr_image_digest(moto_url: str, region: str, repo: str, digest: str | None =
     return details[0]["imageDigest"] if details else None
 
 
+def ecr_images(moto_url: str, region: str, account: str) -> dict[str, set[str]] | None:
+    """Every image digest of the emulated ECR, per repository, in one request (moto patch 16); None from an
+    emulator without that patch (started by an older copilot-doit): the caller then asks per image."""
+    log_api("ecr", "ListAllImages", "local")
+    query = urllib.parse.urlencode({"account": account, "region": region})
+    status, _, body = _request(moto_url, "GET", f"/copilot-doit/ecr-images?{query}", None, {})
+    if status != 200:
+        return None
+    try:
+        repos = json.loads(body)["repositories"]
+        return {name: set(digests) for name, digests in repos.items()}
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
 def registry_digest(registry: str, repo: str, reference: str) -> str | None:
     """Digest the registry serves for a tag or digest (HEAD with the v2/OCI Accept list), or None."""
     log_api("registry", "HeadManifest", "local")

@@ -12,7 +12,8 @@ place, and one that fails to create or update leaves no half-made stack behind),
 whose condition is false is left out), patch 13 (a deleted stack takes its load balancer listeners,
 listener rules and target groups along), patch 14 (DescribeStacks evaluates a stack's exports once, not once
 per output: half of its time) and patch 15 (each resource a stack operation creates or updates has its own
-`*_IN_PROGRESS` and `*_COMPLETE` events, as CloudFormation's: the live view draws them).
+`*_IN_PROGRESS` and `*_COMPLETE` events, as CloudFormation's: the live view draws them) and patch 16
+(`GET /copilot-doit/ecr-images`: every emulated ECR image digest of an account and region in one answer).
 """
 from __future__ import annotations
 
@@ -136,11 +137,12 @@ def apply_patches() -> list[str]:
     _patch_elbv2_stack_delete()
     _patch_outputs_once(m)
     _patch_resource_events(m, cfn_parsing)
+    _patch_ecr_images_listing()
     return ["create_change_set+exports", "ecs_taskdef_update", "execute_change_set+outputs+exports",
             "update_stack_noop", "change_set_tags", "ecs_service_desired_count", "hold+cancel_update_stack",
             "update_keeps_unupdatable_resources", "elbv2_load_balancer_type", "vpc_stack_delete",
             "failed_update_rolls_back+nested_stacks", "conditional_outputs", "elbv2_stack_delete",
-            "outputs_once", "resource_events"]
+            "outputs_once", "resource_events", "ecr_images_listing"]
 
 
 # 9. Ours (issue 8, Copilot's multi-svc-app fixture): an AWS::ElasticLoadBalancingV2::LoadBalancer created by
@@ -648,6 +650,45 @@ def _patch_resource_events(m, cfn_parsing) -> None:
             return resource
 
         setattr(cfn_parsing, fn_name, with_events)
+
+
+ECR_IMAGES_PATH = "/copilot-doit/ecr-images"
+
+
+def ecr_images(account_id: str, region: str) -> dict[str, list[str]]:
+    """{repository name: [image digests]} of the emulated ECR of one account and region."""
+    from moto.ecr.models import ecr_backends
+    try:
+        backend = ecr_backends[account_id][region]
+    except KeyError:
+        return {}
+    return {name: sorted({img.image_digest for img in repo.images}) for name, repo in list(backend.repositories.items())}
+
+
+def _patch_ecr_images_listing() -> None:
+    """Patch 16 (ours, issue 12): ECR has no call that answers "which of these images exist" across
+    repositories — DescribeImages is per repository, and moto spends ~15-20 ms on any request — so a no-op of
+    50 workloads asked 50 times (0.9 s of the emulator's time one after another). The local target asks once
+    per run here instead: `GET /copilot-doit/ecr-images?account=ID&region=R` → {"repositories": {name:
+    [digest, ...]}}. Read-only, answered from moto's own ECR models, nothing else reachable through it."""
+    import json
+    import urllib.parse
+
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication
+
+    orig_call = DomainDispatcherApplication.__call__
+
+    def call(self, environ, start_response):
+        if environ.get("PATH_INFO") != ECR_IMAGES_PATH or environ.get("REQUEST_METHOD") != "GET":
+            return orig_call(self, environ, start_response)
+        q = urllib.parse.parse_qs(environ.get("QUERY_STRING", ""))
+        account = (q.get("account") or ["123456789012"])[0]
+        region = (q.get("region") or ["us-east-1"])[0]
+        body = json.dumps({"repositories": ecr_images(account, region)}).encode()
+        start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+        return [body]
+
+    DomainDispatcherApplication.__call__ = call
 
 
 if __name__ == "__main__":

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import re
+import signal
 import threading
 
 from pathlib import Path
@@ -42,15 +44,59 @@ def key(template_digest: str, region: str) -> Key:
     return Key.of(SALT, {"template": template_digest, "cfn_lint": cfn_lint_version(), "regions": [region]})
 
 
-# cfn-lint keeps module-level state (rule registry, caches) and is CPU-bound under the GIL anyway: parallel
-# tasks (-j N) lint one template at a time.
+# cfn-lint keeps module-level state (rule registry, caches) and is CPU-bound under the GIL: in this process
+# one template is linted at a time. Parallel tasks (-j N) lint in worker processes instead (use_workers).
 _LINT_LOCK = threading.Lock()
+_POOL_LOCK = threading.Lock()
+_workers = 0          # >1: lint in that many worker processes (set for parallel runs)
+_pool = None
+
+
+def use_workers(jobs: int) -> None:
+    """Lint in up to `jobs` worker processes (at most one per CPU): cfn-lint holds the GIL for ~1 s per
+    template, so threads lint one at a time while the machine's other cores wait (issue 12, P7)."""
+    global _workers
+    _workers = max(0, min(jobs, os.cpu_count() or 1))
+
+
+def shutdown() -> None:
+    """Stop the worker processes (the end of a run); without workers, nothing to do."""
+    global _pool
+    with _POOL_LOCK:
+        pool, _pool = _pool, None
+    if pool is not None:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _worker_init() -> None:
+    # Ctrl-C is the main process's to handle (interrupt.py); a worker stops when the main process does.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _get_pool():
+    global _pool
+    with _POOL_LOCK:
+        if _pool is None:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+            # spawn, not fork: this process runs threads (doit's workers, the checks) that a fork would copy
+            # mid-flight, locks held included.
+            _pool = ProcessPoolExecutor(max_workers=_workers, mp_context=multiprocessing.get_context("spawn"),
+                                        initializer=_worker_init)
+        return _pool
 
 
 def run(template_text: str, region: str) -> list[dict]:
+    if _workers > 1:
+        return _get_pool().submit(lint_report, template_text, region).result()
     with _LINT_LOCK:
-        from cfnlint.api import lint  # lazy: 1 s of imports
-        matches = lint(template_text, regions=[region])
+        return lint_report(template_text, region)
+
+
+def lint_report(template_text: str, region: str) -> list[dict]:
+    """cfn-lint's matches as plain rows, sorted (what a worker process sends back)."""
+    from cfnlint.api import lint  # lazy: 1 s of imports
+    matches = lint(template_text, regions=[region])
     out = [{"rule": m.rule.id, "level": m.rule.severity, "line": m.linenumber, "column": m.columnnumber,
             "message": m.message, "path": [str(p) for p in (m.path or [])]} for m in matches]
     return sorted(out, key=lambda r: (r["line"] or 0, r["rule"], r["message"]))

@@ -614,17 +614,20 @@ def display() -> PlainDisplay | RichDisplay:
 
 def parallel(argv: list[str]) -> bool:
     """doit runs tasks in parallel (-n N / --process=N, N > 0): each worker's lines are its own."""
+    return doit_option(argv, "-n", "--process").isdigit() and int(doit_option(argv, "-n", "--process")) > 0
+
+
+def doit_option(argv: list[str], short: str, long: str) -> str:
+    """The value of one of doit's options in a command line (`-n 4`, `-n4`, `--process=4`), or ""."""
+    value = ""
     for i, a in enumerate(argv):
-        value = None
-        if a in ("-n", "--process") and i + 1 < len(argv):
+        if a in (short, long) and i + 1 < len(argv):
             value = argv[i + 1]
-        elif a.startswith("--process="):
+        elif a.startswith(long + "="):
             value = a.split("=", 1)[1]
-        elif a.startswith("-n") and a[2:].isdigit():
-            value = a[2:]
-        if value is not None and value.isdigit() and int(value) > 0:
-            return True
-    return False
+        elif a.startswith(short) and len(a) > len(short) and not a.startswith("--"):
+            value = a[len(short):]
+    return value
 
 
 def wants_rich(stream, quiet: bool, argv: list[str]) -> bool:

@@ -27,7 +27,7 @@ from doit import get_var
 from doit.exceptions import InvalidCommand, TaskFailed
 from doit.reporter import ConsoleReporter
 
-from . import live
+from . import linting, live
 from .cache import ensure_root
 from .errors import StageFailed, UserError
 from .session import Options, Session, cache_root_for, parse_resource_tags
@@ -415,6 +415,9 @@ class Reporter(ConsoleReporter):
         # it. The live view (never with parallel tasks) draws on the terminal itself, rich keeping its own
         # lock; plain lines go through WholeLines.
         argv = COMMAND_ARGV if COMMAND_ARGV is not None else sys.argv[1:]
+        jobs = live.doit_option(argv, "-n", "--process")
+        if jobs.isdigit() and int(jobs) > 1 and live.doit_option(argv, "-P", "--parallel-type") == "thread":
+            linting.use_workers(int(jobs))   # cfn-lint in processes: threads would take turns on the GIL
         self.display = live.open_display(outstream if live.wants_rich(outstream, self.quiet, argv) else self.outstream,
                                          self.quiet, argv)
 
@@ -456,6 +459,7 @@ class Reporter(ConsoleReporter):
 
     def complete_run(self):
         self.display.close()   # the live area ends here: the summary is plain text after it
+        linting.shutdown()
         if not self.failures and not self.runtime_errors:
             # The parsed-YAML memo is written only by a run without errors: a run stopped by a bad
             # input leaves the cache as it found it.

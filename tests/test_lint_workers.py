@@ -1,0 +1,60 @@
+"""cfn-lint in worker processes for parallel runs (`copilot-doit deploy -j N`): cfn-lint holds the GIL for
+~1 s per template, so threads lint one at a time; workers lint side by side, with the same report."""
+from __future__ import annotations
+
+import json
+import os
+import threading
+
+import pytest
+
+from copilot_doit import linting
+from copilot_doit.cache import Cache
+from copilot_doit.errors import StageFailed
+
+WARNS = {"Parameters": {"Unused": {"Type": "String"}},
+         "Resources": {"Log": {"Type": "AWS::Logs::LogGroup", "Properties": {"RetentionInDays": 7}}}}
+FAILS = {"Resources": {"Log": {"Type": "AWS::Logs::LogGroup", "Properties": {"RetentionInDays": 8}}}}
+
+
+@pytest.fixture
+def workers():
+    linting.use_workers(2)
+    yield
+    linting.shutdown()
+    linting.use_workers(0)
+
+
+def test_parallel_runs_lint_in_worker_processes_with_the_same_report(workers):
+    if (os.cpu_count() or 1) < 2:
+        pytest.fail("this machine has one CPU: no second worker to lint on")
+    texts = [json.dumps(WARNS, indent=1), json.dumps(FAILS, indent=1)]
+    reports: dict[int, list] = {}
+
+    def lint(i):
+        reports[i] = linting.run(texts[i], "us-east-1")
+    threads = [threading.Thread(target=lint, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    pids = {p.pid for p in linting._pool._processes.values()}
+    assert pids and os.getpid() not in pids, "linted in this process, not in workers"
+    with linting._LINT_LOCK:   # the same templates in this process: the same rows
+        assert reports == {i: linting.lint_report(texts[i], "us-east-1") for i in range(2)}
+    assert {r["rule"] for r in reports[0]} == {"W2001"} and any(r["level"] == "error" for r in reports[1])
+    linting.shutdown()
+    assert linting._pool is None
+
+
+def test_an_error_found_by_a_worker_fails_the_stage_as_in_process(workers, tmp_path):
+    cache = Cache(tmp_path / "cache")
+    with pytest.raises(StageFailed, match=r"cfn-lint found \d+ error"):
+        linting.lint_template(cache, json.dumps(FAILS, indent=1), "us-east-1", "t.yml")
+    assert linting._pool is not None   # it went through the workers
+
+
+def test_one_job_lints_in_this_process():
+    linting.use_workers(1)
+    assert linting.run(json.dumps(WARNS, indent=1), "us-east-1")[0]["rule"] == "W2001"
+    assert linting._pool is None

@@ -1,7 +1,7 @@
 """The monorepo-scale benchmark of issue #12: every scenario side by side in one run.
 
     python3 bench/scenarios.py --quick        # P1, P2 (10 x 200), P3, P4, P2L, P5 (88 MB): ~5 minutes
-    python3 bench/scenarios.py                # full: P2/P3/P4/P2L at 50 x 200, P5 1 GB, P6 500 x 200, P7
+    python3 bench/scenarios.py                # full: P2/P3/P4/P2L at 50 x 200, P5 1 GB, P6 500 x 200, P7, P7L
     python3 bench/scenarios.py --only P1,P5   # a subset; --runs N, --tree DIR (the copilot-doit checkout)
 
 Not part of the test suite. Needs Docker, docker-registry, busybox-static (as .ci/install sets up) and
@@ -28,6 +28,7 @@ machine noise hits them alike; each prints median / min / max and the ratios of 
   P6   500 x 200 workspace, not deployed: `doit list --all --status env=test` (first run: empty stat
        cache; later runs: warm) vs `git status`
   P7   first deploy of N workloads, `copilot-doit deploy -e test --all` (-j 1) vs the same with `-j 8`
+  P7L  P7 through the AWS target's code path behind the delay proxy (as P2L), 20 workloads (--p7l-workloads)
 
 Writes a dated section to bench/results.md and bench/noop_scaling.png (no-op time against workload count).
 """
@@ -279,7 +280,6 @@ class Bench:
         images stay in the local registry and templates go through the compat step, as targets/local/endpoint.py
         does for the emulator itself)."""
         root, app, names = self.p2_ws
-        e = self.endpoints()
         yml = root / "manifests" / "copilot-doit.yml"
         local_yml = yml.read_text()
         yml.write_text(local_yml.replace("  test:\n    target: local", "  test:\n    target: aws", 1))
@@ -287,20 +287,8 @@ class Bench:
             raise RuntimeError(f"P2L: could not switch env test to the aws target in {yml}")
         self.sh(["git", "commit", "-qam", "P2L: env test on the aws target"], root)
 
-        def proxy(stats: Path):
-            p = subprocess.Popen([PY, str(BENCH / "delay_proxy.py"), e.moto_url.split("//")[1], "--delay-ms",
-                                  str(self.args.delay_ms), "--stats", str(stats)], stdout=subprocess.PIPE, text=True)
-            self.procs.append(p)
-            port = int(p.stdout.readline().split(":")[1])
-            return p, port
-
-        def stop_proxy(p):
-            p.send_signal(signal.SIGTERM)
-            p.wait(10)
-            self.procs.remove(p)
-
-        env = dict(self.env, COPILOT_DOIT_EMULATOR_PROXY="1", AWS_ACCESS_KEY_ID="testing",
-                   AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION="us-east-1")
+        proxy, stop_proxy = self.start_proxy, self.stop_proxy
+        env = self.aws_path_env()
         deploy = CLI + ["deploy", "-e", "test", "--all"]
         stats = self.tmp / "proxy-stats.json"
         try:
@@ -339,6 +327,59 @@ class Bench:
                          f"(deploy and plan runs averaged), for {len(names)} workloads")
         self.target("P2L", d <= 1.0, f"no-op deploy of {len(names)} workloads through the AWS code path behind "
                     f"+{self.args.delay_ms:.0f} ms: median {d:.3f} s (target <= 1.0 s)")
+
+    def start_proxy(self, stats: Path):
+        """bench/delay_proxy.py in front of the moto server: (process, port)."""
+        e = self.endpoints()
+        p = subprocess.Popen([PY, str(BENCH / "delay_proxy.py"), e.moto_url.split("//")[1], "--delay-ms",
+                              str(self.args.delay_ms), "--stats", str(stats)], stdout=subprocess.PIPE, text=True)
+        self.procs.append(p)
+        port = int(p.stdout.readline().split(":")[1])
+        return p, port
+
+    def stop_proxy(self, p) -> None:
+        p.send_signal(signal.SIGTERM)
+        p.wait(10)
+        self.procs.remove(p)
+
+    def aws_path_env(self) -> dict:
+        """The AWS target's code path against the emulator (AWS_ENDPOINT_URL is set per proxy)."""
+        return dict(self.env, COPILOT_DOIT_EMULATOR_PROXY="1", AWS_ACCESS_KEY_ID="testing",
+                    AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION="us-east-1")
+
+    def p7l(self):
+        """P7 through the AWS target's code path behind the delay proxy: first deploy of N workloads, -j 1 vs
+        -j 8, each on its own generated workspace whose env `test` is `target: aws`."""
+        n, m = self.args.p7l_workloads, self.args.files
+        res = {}
+        for label, jobs, seed in (("-j 8", ["-j", "8"], 88), ("-j 1", [], 81)):
+            root, app, names = self.workspace(f"p7l{seed}", n, m, seed=seed, deploy=False)
+            yml = root / "manifests" / "copilot-doit.yml"
+            yml.write_text(yml.read_text().replace("  test:\n    target: local", "  test:\n    target: aws", 1))
+            self.sh(["git", "commit", "-qam", "P7L: env test on the aws target"], root)
+            p, port = self.start_proxy(self.tmp / f"p7l-{seed}.json")
+            env = dict(self.aws_path_env(), AWS_ENDPOINT_URL=f"http://127.0.0.1:{port}", PYTHONFAULTHANDLER="1")
+            try:
+                t0 = time.perf_counter()
+                r = self.sh(CLI + ["deploy", "-e", "test", "--all", *jobs], root, env, check=False)
+                t = time.perf_counter() - t0
+            finally:
+                self.stop_proxy(p)
+            requests = json.loads((self.tmp / f"p7l-{seed}.json").read_text())["requests"]
+            if r.returncode != 0:
+                errs = [ln for ln in r.stdout.splitlines() if ln.startswith("ERROR")] or r.stderr.strip().splitlines()[-3:]
+                self.note("P7L", f"{label}: FAILED (exit {r.returncode} after {t:.1f}s, not a measurement): "
+                          f"{' | '.join(e[:300] for e in errs[:3])}")
+                continue
+            self.note("P7L", f"{label}: {requests} AWS requests through the proxy")
+            res[label] = self.record("P7L", f"first deploy {label}, {n} workloads, aws target, "
+                                            f"+{self.args.delay_ms:.0f} ms per round trip", [t])["median"]
+        if len(res) < 2:
+            self.target("P7L", None, "not measured: a deploy failed (see notes)")
+            return
+        r = res["-j 8"] / res["-j 1"]
+        self.target("P7L", r <= 0.25, f"-j 8 / -j 1 = {100 * r:.0f} % behind the delay proxy (target <= 25 %); "
+                    "one run each, each on a fresh workspace (-j 8 first)")
 
     def p5(self):
         ctx = self.tmp / "p5ctx"
@@ -410,7 +451,7 @@ class Bench:
                         "(its own seed: no build cache shared). One run each (-j 8 first, so any warm-engine "
                         "advantage goes to -j 1)")
         self.target("P7", r <= 0.65, f"-j 8 / -j 1 = {100 * r:.0f} % (target <= 65 % on the local target; the "
-                    "delay-proxy variant is not run by this script)")
+                    "delay-proxy variant is P7L)")
 
     # --- targets, report -------------------------------------------------------------------------
     def target(self, scen: str, ok, text: str) -> None:
@@ -446,7 +487,7 @@ class Bench:
         for scen, ns in self.notes.items():
             if scen != "targets":
                 text += [f"- {scen}: {n}" for n in ns]
-        text += ["", f"Plot: `bench/noop_scaling.png` (this run).", ""]
+        text += ["", "Plot: `bench/noop_scaling.png` (this run).", ""]
         out = "\n".join(text)
         print("\n" + out)
         with open(BENCH / "results.md", "a") as f:
@@ -500,10 +541,11 @@ class Bench:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--only", help="comma list of P1,P2,P3,P4,P2L,P5,P6,P7 (P3/P4/P2L need P2)")
+    ap.add_argument("--only", help="comma list of P1,P2,P3,P4,P2L,P5,P6,P7,P7L (P3/P4/P2L need P2)")
     ap.add_argument("--runs", type=int)
     ap.add_argument("--tree", default=str(BENCH.parent), help="the copilot-doit checkout to measure")
     ap.add_argument("--delay-ms", type=float, default=50.0)
+    ap.add_argument("--p7l-workloads", type=int, help="workloads of P7L (default 20; 5 with --quick)")
     ap.add_argument("--keep", action="store_true", help="keep the temporary folder")
     ap.add_argument("--replot", action="store_true", help="redraw the PNG from bench/noop_scaling.json only")
     a = ap.parse_args()
@@ -520,13 +562,14 @@ def main() -> None:
     a.p3_runs = 3
     a.p5_big, a.p5_small = (10, 2000) if q else (100, 2000)
     a.p6_workloads, a.p6_runs = 500, 3
-    default = "P1,P2,P3,P4,P2L,P5" if q else "P1,P2,P3,P4,P2L,P5,P6,P7"
+    a.p7l_workloads = a.p7l_workloads or (5 if q else 20)
+    default = "P1,P2,P3,P4,P2L,P5" if q else "P1,P2,P3,P4,P2L,P5,P6,P7,P7L"
     only = [s.strip().upper() for s in (a.only or default).split(",")]
     b = Bench(a)
     log(f"tmp {b.tmp}; tree {b.tree}; scenarios {only}")
     t0 = time.perf_counter()
     try:
-        for scen in ("P1", "P2", "P3", "P4", "P5", "P6", "P7", "P2L"):  # P2L last: it moves P2's workspace
+        for scen in ("P1", "P2", "P3", "P4", "P5", "P6", "P7", "P7L", "P2L"):  # P2L last: it moves P2's workspace
             # to the aws target and back
             if scen in only:
                 try:

@@ -150,19 +150,58 @@ class StatCache:
         self._dirty: dict[str, tuple] = {}
         self._lock = threading.Lock()
         self._load_lock = threading.Lock()
+        self._point_lookups = 0
+        self._point_con = None
         self._listings: dict[str, tuple[str, str | dict]] | None = None  # root -> (sig, dirs or its JSON)
         self._dirty_listings: dict[str, tuple[str, dict]] = {}
+        self._contexts: dict[str, tuple] | None = None  # root -> (stats digest, entries or their JSON, recorded_ns)
+        self._dirty_contexts: dict[str, tuple] = {}
         self.files_hashed = 0  # content reads since construction: what the warm-cache tests measure
         self.bytes_hashed = 0
 
-    def _connect(self):
-        con = sqlite3.connect(self.db_path, timeout=30)
+    def _connect(self, check_same_thread: bool = True):
+        con = sqlite3.connect(self.db_path, timeout=30, check_same_thread=check_same_thread)
         con.execute("PRAGMA journal_mode=WAL")
         con.execute("CREATE TABLE IF NOT EXISTS files (path TEXT PRIMARY KEY, dev INTEGER, ino INTEGER,"
                     " size INTEGER, mtime_ns INTEGER, ctime_ns INTEGER, digest TEXT, recorded_ns INTEGER)")
         # One row per context root and Dockerfile name: the previous walk (hashing._listing), valid for `sig`.
         con.execute("CREATE TABLE IF NOT EXISTS listings (root TEXT PRIMARY KEY, sig TEXT, dirs TEXT)")
+        # One row per context root and Dockerfile name: the digest of every listed file's stat, the entries
+        # they gave, and when those stats were taken (context_entries' fast path).
+        con.execute("CREATE TABLE IF NOT EXISTS contexts (root TEXT PRIMARY KEY, stats TEXT, entries TEXT,"
+                    " recorded_ns INTEGER)")
         return con
+
+    # A run that looks up only a few files (an unchanged context answers from its last hashing and only
+    # reads its `.dockerignore` here) asks SQLite for each; past this many, it reads every row once.
+    POINT_LOOKUPS = 64
+
+    def _row(self, path: str) -> tuple | None:
+        """The recorded row of one file: this run's own write, the loaded rows, or one SELECT."""
+        written = self._dirty.get(path)
+        if written is not None:
+            return written
+        rows = self._rows
+        if rows is None:
+            with self._load_lock:
+                if self._rows is None and self._point_lookups < self.POINT_LOOKUPS and self.db_path:
+                    self._point_lookups += 1
+                    return self._point_read(path)
+            rows = self._load()
+        return rows.get(path)
+
+    def _point_read(self, path: str) -> tuple | None:
+        if not os.path.exists(self.db_path):
+            return None
+        try:
+            if self._point_con is None:   # used under _load_lock only, from whichever thread holds it
+                self._point_con = self._connect(check_same_thread=False)
+            found = self._point_con.execute("SELECT dev, ino, size, mtime_ns, ctime_ns, digest, recorded_ns"
+                                            " FROM files WHERE path = ?", (path,)).fetchone()
+        except sqlite3.DatabaseError:  # reported, once, by the full read
+            self._point_lookups = self.POINT_LOOKUPS
+            return None
+        return tuple(found) if found else None
 
     def _load(self) -> dict[str, tuple]:
         if self._rows is None:
@@ -170,7 +209,13 @@ class StatCache:
             # every row of a 10,000-file workspace was most of the 50-workload no-op's CPU.
             with self._load_lock:
                 if self._rows is None:
-                    self._rows = self._read_rows()
+                    rows = self._read_rows()
+                    with self._lock:
+                        rows.update(self._dirty)   # written by this run before the read
+                        self._rows = rows
+                    if self._point_con is not None:
+                        self._point_con.close()
+                        self._point_con = None
         return self._rows
 
     def _read_rows(self) -> dict[str, tuple]:
@@ -191,9 +236,8 @@ class StatCache:
 
     def file_digest(self, path: str, st: os.stat_result | None = None) -> str:
         st = st or os.stat(path)
-        rows = self._load()
         sig = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-        row = rows.get(path)
+        row = self._row(path)
         if row is not None and row[:5] == sig and st.st_mtime_ns + self.RACY_WINDOW_NS < row[6]:
             return row[5]
         recorded = time.time_ns()
@@ -205,71 +249,103 @@ class StatCache:
             self.files_hashed += 1
             self.bytes_hashed += st.st_size
             entry = sig + (digest, recorded)
-            rows[path] = entry
+            if self._rows is not None:
+                self._rows[path] = entry
             self._dirty[path] = entry
         return digest
 
+    def _read_table(self, query: str, what: str) -> dict:
+        """{first column: the other columns} of a whole table; a corrupt state DB only costs the work the
+        table saved (said once per table)."""
+        rows: dict = {}
+        if self.db_path and os.path.exists(self.db_path):
+            try:
+                con = self._connect()
+                try:
+                    for row in con.execute(query):
+                        rows[row[0]] = tuple(row[1:])
+                finally:
+                    con.close()
+            except sqlite3.DatabaseError as exc:
+                print(f"warning: {what} cache {self.db_path} unreadable ({exc}); starting afresh", file=sys.stderr)
+                rows = {}
+        return rows
+
     def _load_listings(self) -> dict:
         if self._listings is None:
-            rows: dict = {}
-            if self.db_path and os.path.exists(self.db_path):
-                try:
-                    con = self._connect()
-                    try:
-                        for root, sig, dirs in con.execute("SELECT root, sig, dirs FROM listings"):
-                            rows[root] = (sig, dirs)
-                    finally:
-                        con.close()
-                except sqlite3.DatabaseError as exc:  # only costs a fresh walk
-                    print(f"warning: listing cache {self.db_path} unreadable ({exc}); re-listing", file=sys.stderr)
-                    rows = {}
-            self._listings = rows
+            self._listings = self._read_table("SELECT root, sig, dirs FROM listings", "listing")
         return self._listings
 
     def listing(self, root: str, sig: str) -> dict | None:
         """The previous walk of `root` ({dir: [dev, ino, mtime_ns, ctime_ns, recorded_ns, children]})
         when it was recorded under the same `sig`, else None."""
         with self._lock:
-            found = self._load_listings().get(root)
-            if found is None or found[0] != sig:
+            found = self._decoded(self._load_listings(), root, sig, json.loads)
+            return None if found is None else found[1]
+
+    @staticmethod
+    def _decoded(table: dict, root: str, sig: str, decode) -> tuple | None:
+        """The row of `root` recorded under `sig`, its JSON column decoded once (a row that does not decode
+        only costs the work it saved)."""
+        found = table.get(root)
+        if found is None or found[0] != sig:
+            return None
+        if isinstance(found[1], str):
+            try:
+                found = table[root] = (sig, decode(found[1]), *found[2:])
+            except (ValueError, TypeError):
                 return None
-            dirs = found[1]
-            if isinstance(dirs, str):
-                try:
-                    dirs = json.loads(dirs)
-                except ValueError:
-                    return None
-                self._listings[root] = (sig, dirs)
-            return dirs
+        return found
 
     def set_listing(self, root: str, sig: str, dirs: dict) -> None:
         with self._lock:
             self._load_listings()[root] = (sig, dirs)
             self._dirty_listings[root] = (sig, dirs)
 
+    def _load_contexts(self) -> dict:
+        if self._contexts is None:
+            self._contexts = self._read_table("SELECT root, stats, entries, recorded_ns FROM contexts", "context")
+        return self._contexts
+
+    def context(self, root: str, stats: str) -> tuple[list, int] | None:
+        """(entries, recorded_ns) of the context's last hashing when its files' stats digest was `stats`."""
+        with self._lock:
+            found = self._decoded(self._load_contexts(), root, stats, lambda text: [tuple(e) for e in json.loads(text)])
+            return None if found is None else (found[1], found[2])
+
+    def set_context(self, root: str, stats: str, entries: list, recorded_ns: int) -> None:
+        with self._lock:
+            self._load_contexts()[root] = (stats, entries, recorded_ns)
+            self._dirty_contexts[root] = (stats, entries, recorded_ns)
+
     def flush(self) -> None:
         """Write new entries in one transaction. Safe to call from several processes (SQLite locking)."""
-        if not (self._dirty or self._dirty_listings) or not self.db_path:
+        if not (self._dirty or self._dirty_listings or self._dirty_contexts) or not self.db_path:
             return
         os.makedirs(os.path.dirname(self.db_path) or ".", exist_ok=True)
         with self._lock:
             dirty, self._dirty = self._dirty, {}
             listings, self._dirty_listings = self._dirty_listings, {}
+            contexts, self._dirty_contexts = self._dirty_contexts, {}
             listing_rows = [(root, sig, json.dumps(dirs, separators=(",", ":")))
                             for root, (sig, dirs) in listings.items()]
+            context_rows = [(root, stats, json.dumps(entries, separators=(",", ":")), recorded)
+                            for root, (stats, entries, recorded) in contexts.items()]
         con = self._connect()
         try:
             with con:
                 con.executemany("INSERT OR REPLACE INTO files VALUES (?,?,?,?,?,?,?,?)",
                                 [(p,) + v for p, v in dirty.items()])
                 con.executemany("INSERT OR REPLACE INTO listings VALUES (?,?,?)", listing_rows)
+                con.executemany("INSERT OR REPLACE INTO contexts VALUES (?,?,?,?)", context_rows)
         finally:
             con.close()
 
 
-def entry_for(abs_path: str, rel: str, stat_cache: StatCache) -> tuple[str, str, str] | None:
+def entry_for(abs_path: str, rel: str, stat_cache: StatCache, st: os.stat_result | None = None
+              ) -> tuple[str, str, str] | None:
     """(relative posix path, kind, digest) of one tree entry; kind carries the executable bit."""
-    st = os.lstat(abs_path)
+    st = st or os.lstat(abs_path)
     mode = st.st_mode
     if statmod.S_ISLNK(mode):
         return (rel, "l", digest_bytes(os.readlink(abs_path).encode()))
@@ -392,19 +468,48 @@ def context_entries(context: str, dockerfile_in_context: str | None, stat_cache:
     keys the listing cache only: BuildKit sends the Dockerfile apart and `COPY . /dst` leaves it out when
     a pattern matches it. The Dockerfile's bytes are a separate key input in any case.
     """
-    out = []
     prefix = context if context.endswith("/") else context + "/"  # = os.path.join(context, rel), faster
     with Progress(f"build context {_shown(context)}") as progress:
-        for rel, is_dir in _listing(context, dockerfile_in_context, stat_cache):
+        listing = _listing(context, dockerfile_in_context, stat_cache)
+        # Fast path: when every listed file has the stat it had when this context was last hashed (and none
+        # was racy then: StatCache's rule, mtime clearly older than that hashing), the entries are that
+        # hashing's: one lstat per file and one digest of the stats, without a per-file lookup in the stat
+        # cache (most of a 10,000-file no-op's CPU).
+        recorded = time.time_ns()   # before the first lstat: an edit after it is racy, never missed
+        stats, newest = [], 0
+        for rel, is_dir in listing:
+            if is_dir:
+                stats.append((rel,))    # an empty directory is an entry too
+            else:
+                st = os.lstat(prefix + rel)
+                stats.append((rel, st.st_mode, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns))
+                newest = max(newest, st.st_mtime_ns)
+        row = f"{context}\0{dockerfile_in_context or ''}"
+        stats_digest = xxhash.xxh3_128_hexdigest(repr(stats).encode())
+        known = stat_cache.context(row, stats_digest)
+        if known is not None and newest + StatCache.RACY_WINDOW_NS < known[1]:
+            return list(known[0])
+        out = []
+        st_of = {s[0]: s for s in stats if len(s) > 1}
+        for rel, is_dir in listing:
             progress.entry()
             if is_dir:
                 out.append((rel, "d", ""))
                 continue
-            e = entry_for(prefix + rel, rel, stat_cache)
+            e = entry_for(prefix + rel, rel, stat_cache, _stat_like(st_of[rel]))
             if e:
                 out.append(e)
-    out.sort()
+        out.sort()
+        stat_cache.set_context(row, stats_digest, out, recorded)
     return out
+
+
+class _stat_like:
+    """The fields of an lstat result entry_for reads, from the fast path's stat row (no second lstat)."""
+    __slots__ = ("st_mode", "st_dev", "st_ino", "st_size", "st_mtime_ns", "st_ctime_ns")
+
+    def __init__(self, row: tuple):
+        _, self.st_mode, self.st_dev, self.st_ino, self.st_size, self.st_mtime_ns, self.st_ctime_ns = row
 
 
 def changed_paths(old: list, new: list) -> list[str]:

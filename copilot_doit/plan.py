@@ -182,8 +182,8 @@ def build_plan(s: Session) -> Plan:
                 plan.stages.append(StagePlan(task, stage.name, name, env, st.run, st.reason))
                 plan.edges += [(dep, task) for dep in stage.deps(s, name, env)]
             plan.stacks.append(_workload_stack(s, name, env))
-    for env in s.envs:  # the listing every env stage already read
-        plan.orphans += find_orphans(s.ws.app, s.ws.workloads, env, s.stacks(env))
+    for env in s.envs:  # every stack of the region: a stack without a manifest is what is looked for
+        plan.orphans += find_orphans(s.ws.app, s.ws.workloads, env, s.stacks(env, every=True))
     return plan
 
 

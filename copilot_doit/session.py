@@ -160,6 +160,30 @@ def load_workspace_with_memo(app_override: str | None = None) -> Workspace:
     return load_workspace(app_override=app_override)
 
 
+# A run that reads at most this many stacks of an environment asks for each by name (Session.stacks).
+STACKS_BY_NAME = 3
+
+
+class StacksByName:
+    """An environment's stacks as a read-only mapping that asks for each stack by name when first read."""
+
+    def __init__(self, session, env: str):
+        self._session, self._env = session, env
+
+    def get(self, name: str, default=None):
+        found = self._session.stack(self._env, name)
+        return default if found is None else found
+
+    def __getitem__(self, name: str) -> dict:
+        found = self._session.stack(self._env, name)
+        if found is None:
+            raise KeyError(name)
+        return found
+
+    def __contains__(self, name: str) -> bool:
+        return self._session.stack(self._env, name) is not None
+
+
 class Session:
     """One run: the workspace, the selection, the cache, and memoised statuses."""
 
@@ -175,7 +199,7 @@ class Session:
         self.facts: dict = {}   # answers that hold for the whole run (e.g. the git describe text)
         self._flushers: list[Callable] = [self.stat_cache.flush]
         self._targets: dict[str, Target] = {}
-        self._stacks: dict[str, dict] = {}
+        self._stacks: dict = {}   # env -> the region's listing; (env, name) -> {"stack": one stack or None}
         self._memo: dict = {}
         self._locks: dict = {}
         self._locks_lock = threading.Lock()
@@ -215,8 +239,14 @@ class Session:
         entry = self.target(env).copilot_env(self.ws.app, env)
         return (entry.execution_role_arn or None) if entry is not None else None
 
-    def stacks(self, env: str) -> dict:
-        """One DescribeStacks per environment per run, shared by the env and every workload stage."""
+    def stacks(self, env: str, every: bool = False):
+        """The environment's stacks by name, shared by the env and every workload stage: one DescribeStacks
+        page walk of the region per run, or, when this run reads no more than STACKS_BY_NAME of them (the
+        environment's and one or two workloads'), each asked for by name — an account may hold hundreds of
+        stacks, and a walk of them costs a page (a round trip) per hundred. `every`: the whole listing
+        (plan's orphan search)."""
+        if not every and env not in self._stacks and 1 + len(self.names) <= STACKS_BY_NAME:
+            return StacksByName(self, env)
         listing = self._stacks.get(env)
         if listing is None:
             with self.lock_for(("stacks", env)):
@@ -224,6 +254,19 @@ class Session:
                 if listing is None:
                     listing = self._stacks[env] = self.target(env).describe_stacks()
         return listing  # a local: another thread's changed() may drop the entry at any moment
+
+    def stack(self, env: str, name: str) -> dict | None:
+        """One stack of the environment (None: there is none), asked once per run until changed(env)."""
+        key = (env, name)
+        try:
+            return self._stacks[key]["stack"]
+        except KeyError:
+            pass
+        with self.lock_for(("stack", env, name)):
+            found = self._stacks.get(key)
+            if found is None:
+                found = self._stacks[key] = {"stack": self.target(env).describe_stack(name)}
+            return found["stack"]
 
     def changed(self, env: str | None = None, name: str | None = None) -> None:
         """Forget memoised answers (and the env's stack listing) after a stage changed the world. With
@@ -237,7 +280,9 @@ class Session:
                 if not isinstance(key, tuple) or len(key) < 2 or key[1] == name or key[0] in SHARED_FACTS:
                     self._memo.pop(key, None)
         if env is not None:
-            self._stacks.pop(env, None)
+            for key in list(self._stacks):
+                if key == env or (isinstance(key, tuple) and key[0] == env):
+                    self._stacks.pop(key, None)
 
     def forget_everything(self) -> None:
         """Drop every memo and stack listing (a forked worker process starts from the world)."""

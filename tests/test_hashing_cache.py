@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sqlite3
 import time
 
 from copilot_doit.cache import Cache
@@ -21,8 +22,7 @@ def make_context(root):
     os.symlink("a.txt", root / "app" / "link")
     old = time.time() - 10  # older than the racy window
     for p in root.rglob("*"):
-        if not p.is_symlink():
-            os.utime(p, (old, old))
+        os.utime(p, (old, old), follow_symlinks=False)
     return root
 
 
@@ -213,6 +213,11 @@ def test_concurrent_checks_read_the_stat_cache_rows_once(tmp_path, monkeypatch):
     first.flush()
 
     sc = StatCache(db)
+    db_ctx = sqlite3.connect(db)
+    with db_ctx:
+        db_ctx.execute("DELETE FROM contexts")   # no fast path: every file is looked up
+    db_ctx.close()
+    monkeypatch.setattr(StatCache, "POINT_LOOKUPS", 0)    # a big workspace: all rows read at once
     reads = []
     real = StatCache._read_rows
 
@@ -234,3 +239,72 @@ def test_concurrent_checks_read_the_stat_cache_rows_once(tmp_path, monkeypatch):
     assert results == [expected] * 8
     assert len(reads) == 1, f"the rows were read {len(reads)} times"
     assert sc.files_hashed == 0   # every file answered from the one read
+
+
+def test_an_unchanged_context_is_answered_from_its_last_hashing(tmp_path, monkeypatch):
+    """The fast path: one lstat per file and one digest of the stats; a file whose stat changed (content,
+    mode, a same-size edit with its mtime put back: the ctime moves) or that was racy goes the per-file way."""
+    import copilot_doit.hashing as hashing
+    ctx = make_context(tmp_path / "ctx")
+    db = tmp_path / "state.db"
+    first = StatCache(db)
+    expected = context_entries(str(ctx), "Dockerfile", first)
+    first.flush()
+
+    per_file = []
+    real_entry_for = hashing.entry_for
+
+    def counted(*a, **k):
+        per_file.append(a[1])
+        return real_entry_for(*a, **k)
+    monkeypatch.setattr(hashing, "entry_for", counted)
+
+    def again():
+        sc = StatCache(db)
+        out = context_entries(str(ctx), "Dockerfile", sc)
+        sc.flush()
+        return out
+
+    assert again() == expected and per_file == []          # answered without a per-file lookup
+
+    a = ctx / "app" / "a.txt"
+    before = a.stat()
+    a.write_text("b")                                      # same size, mtime put back: only ctime tells
+    os.utime(a, ns=(before.st_atime_ns, before.st_mtime_ns))
+    edited = again()
+    assert dict((e[0], e[2]) for e in edited)["app/a.txt"] != dict((e[0], e[2]) for e in expected)["app/a.txt"]
+    assert "app/a.txt" in per_file
+    per_file.clear()
+    assert again() == edited and per_file == []            # its new stat is recorded: the fast path again
+
+    fresh = ctx / "app" / "new.txt"
+    fresh.write_text("n")                                  # written now: racy until clearly older
+    with_new = again()
+    per_file.clear()
+    assert again() == with_new and "app/new.txt" in per_file
+    time.sleep(1.1)
+    again()                                                # recorded after the racy window
+    per_file.clear()
+    assert again() == with_new and per_file == []
+
+    os.chmod(a, 0o755)                                     # the mode is part of the entry
+    kinds = {e[0]: e[1] for e in again()}
+    assert kinds["app/a.txt"] == "x"
+
+
+def test_a_few_lookups_read_single_rows_many_read_them_all(tmp_path, monkeypatch):
+    ctx = make_context(tmp_path / "ctx")
+    db = tmp_path / "state.db"
+    first = StatCache(db)
+    expected = digest(ctx, first)
+    first.flush()
+    with sqlite3.connect(db) as con:
+        con.execute("DELETE FROM contexts")
+    reads = []
+    real = StatCache._read_rows
+    monkeypatch.setattr(StatCache, "_read_rows", lambda self: reads.append(1) or real(self))
+    few = StatCache(db)
+    assert digest(ctx, few) == expected and few.files_hashed == 0 and reads == []   # 5 files: one SELECT each
+    monkeypatch.setattr(StatCache, "POINT_LOOKUPS", 2)
+    many = StatCache(db)
+    assert digest(ctx, many) == expected and many.files_hashed == 0 and reads == [1]

@@ -106,3 +106,17 @@ def test_when_something_runs_doit_takes_over_the_checked_session(deployed):
     assert marks(out.stdout)["deploy:frontend@test"] == "." and marks(out.stdout)["deploy:api@test"] == "--"
     by_cli = {op: _count(ws, op) for op in by_doit}
     assert by_cli == by_doit, (by_cli, by_doit)
+
+
+def _describe_stacks(ws) -> list[str | None]:
+    return [(c.get("params") or {}).get("StackName") for c in ws.api_calls() if c["operation"] == "DescribeStacks"]
+
+
+def test_a_few_stacks_are_asked_for_by_name_many_in_one_walk(deployed):
+    """A run of one or two workloads reads its stacks by name (the region may hold hundreds: a walk costs a
+    round trip per page of them, 0.25 s on an emulator with 130); more workloads, one walk of the region."""
+    ws = deployed
+    ws.run("deploy", "-n", ",".join(NAMES), "-e", "test", tool="cli")
+    assert sorted(_describe_stacks(ws)) == sorted([f"{ws.app}-test"] + [f"{ws.app}-test-{n}" for n in NAMES])
+    ws.run("plan", "env=test")                  # every workload of the sample: more than two
+    assert len(ws.api_calls()) and _describe_stacks(ws) == [None], ws.api_calls()

@@ -51,7 +51,8 @@ class Target(Protocol):
     def register_workload(self, app: str, name: str, wtype: str) -> str: ...  # "created" | "unchanged" | "standalone"
 
     # stacks
-    def describe_stacks(self) -> dict[str, dict]: ...
+    def describe_stacks(self) -> dict[str, dict]: ...           # every stack of the region, by name
+    def describe_stack(self, name: str) -> dict | None: ...     # one, as describe_stacks lists it
     def deployable(self, body: str, missing_imports: set[str] = frozenset()) -> tuple[str, list[str]]: ...
 
     # the app's artifact bucket (addons templates, env files)

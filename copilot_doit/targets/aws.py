@@ -15,7 +15,16 @@ from ..errors import ServiceUnavailable, UserError
 from ..workspace import EnvSettings
 
 _AUDITED_PARAMS = {"ExecuteChangeSet": ("DisableRollback",), "CreateChangeSet": ("ChangeSetType", "Tags", "TemplateURL"),
-                   "UpdateService": ("forceNewDeployment",)}
+                   "UpdateService": ("forceNewDeployment",), "DescribeStacks": ("StackName",)}
+
+
+def _listed(s: dict) -> dict:
+    """One stack of a DescribeStacks answer as the stages read it."""
+    return {"status": s["StackStatus"],
+            "tags": {t["Key"]: t["Value"] for t in s.get("Tags") or []},
+            "outputs": {o["OutputKey"]: o.get("OutputValue") for o in s.get("Outputs") or []},
+            "parameters": {p["ParameterKey"]: p.get("ParameterValue") for p in s.get("Parameters") or []},
+            "updated": str(s.get("LastUpdatedTime") or s.get("CreationTime") or "")}
 
 
 def merge_listed(listing: dict, name: str, entry: dict) -> None:
@@ -326,14 +335,23 @@ class AwsTarget:
         out = {}
         for page in cfn.get_paginator("describe_stacks").paginate():
             for s in page["Stacks"]:
-                merge_listed(out, s["StackName"], {
-                    "status": s["StackStatus"],
-                    "tags": {t["Key"]: t["Value"] for t in s.get("Tags") or []},
-                    "outputs": {o["OutputKey"]: o.get("OutputValue") for o in s.get("Outputs") or []},
-                    "parameters": {p["ParameterKey"]: p.get("ParameterValue") for p in s.get("Parameters") or []},
-                    "updated": str(s.get("LastUpdatedTime") or s.get("CreationTime") or ""),
-                })
+                merge_listed(out, s["StackName"], _listed(s))
         return out
+
+    def describe_stack(self, name: str) -> dict | None:
+        """One stack by name, as describe_stacks lists it, or None when there is none."""
+        self.account_id()  # the first read of every run: wrong credentials stop it before any change
+        cfn = self.client("cloudformation")
+        try:
+            found = cfn.describe_stacks(StackName=name)["Stacks"]
+        except cfn.exceptions.ClientError as exc:
+            if "does not exist" in str(exc):
+                return None
+            raise
+        out: dict = {}
+        for s in found:
+            merge_listed(out, s["StackName"], _listed(s))
+        return out.get(name)
 
     def deployable(self, body: str, missing_imports: set[str] = frozenset()) -> tuple[str, list[str]]:
         """(the template body this target runs, notes on what was adapted). Real AWS runs the linted

@@ -125,6 +125,9 @@ class LocalTarget(AwsTarget):
     def describe_stacks(self) -> dict:
         return lite.describe_stacks(self.endpoints.moto_url, self.settings.region)
 
+    def describe_stack(self, name: str) -> dict | None:
+        return lite.describe_stack(self.endpoints.moto_url, self.settings.region, name)
+
     def deployable(self, body: str, missing_imports=frozenset()):
         """The compat step: the linted template minus what moto does not emulate (see compat.py)."""
         import yaml

@@ -62,6 +62,7 @@ class EmulatedAwsTarget(LocalTarget):
     session = AwsTarget.session
     account_id = AwsTarget.account_id
     describe_stacks = AwsTarget.describe_stacks
+    describe_stack = AwsTarget.describe_stack
     copilot_app = AwsTarget.copilot_app
     copilot_env = AwsTarget.copilot_env
     use_copilot_region = AwsTarget.use_copilot_region

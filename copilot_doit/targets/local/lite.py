@@ -105,16 +105,25 @@ def _request(base: str, method: str, path: str, body: bytes | None, headers: dic
     raise AssertionError("unreachable")
 
 
-def describe_stacks(moto_url: str, region: str) -> dict[str, dict]:
+def describe_stack(moto_url: str, region: str, name: str) -> dict | None:
+    """One stack by name (DescribeStacks with StackName), as describe_stacks lists it, or None."""
+    return describe_stacks(moto_url, region, name).get(name)
+
+
+def describe_stacks(moto_url: str, region: str, name: str | None = None) -> dict[str, dict]:
     out: dict[str, dict] = {}
     token = None
     while True:
         form = {"Action": "DescribeStacks", "Version": "2010-05-15"}
+        if name:
+            form["StackName"] = name
         if token:
             form["NextToken"] = token
-        log_api("cloudformation", "DescribeStacks", "local")
+        log_api("cloudformation", "DescribeStacks", "local", {"StackName": name} if name else None)
         status, _, body = _request(moto_url, "POST", "/", urllib.parse.urlencode(form).encode(), {
             "Content-Type": "application/x-www-form-urlencoded", "Authorization": _auth("cloudformation", region)})
+        if name and status == 400 and b"does not exist" in body:
+            return out
         if status != 200:
             raise LiteError(f"DescribeStacks failed with HTTP {status}: {body[:200]!r}")
         root = ET.fromstring(body)

@@ -152,6 +152,7 @@ class StatCache:
         self._load_lock = threading.Lock()
         self._point_lookups = 0
         self._point_con = None
+        self._point_pid = 0
         self._listings: dict[str, tuple[str, str | dict]] | None = None  # root -> (sig, dirs or its JSON)
         self._dirty_listings: dict[str, tuple[str, dict]] = {}
         self._contexts: dict[str, tuple] | None = None  # root -> (stats digest, entries or their JSON, recorded_ns)
@@ -194,8 +195,11 @@ class StatCache:
         if not os.path.exists(self.db_path):
             return None
         try:
-            if self._point_con is None:   # used under _load_lock only, from whichever thread holds it
+            if self._point_con is None or self._point_pid != os.getpid():
+                # Used under _load_lock only, from whichever thread holds it; never across a fork (doit's
+                # `-P process` workers): a forked worker opens its own.
                 self._point_con = self._connect(check_same_thread=False)
+                self._point_pid = os.getpid()
             found = self._point_con.execute("SELECT dev, ino, size, mtime_ns, ctime_ns, digest, recorded_ns"
                                             " FROM files WHERE path = ?", (path,)).fetchone()
         except sqlite3.DatabaseError:  # reported, once, by the full read

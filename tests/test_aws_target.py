@@ -335,3 +335,25 @@ def test_warm_up_makes_the_checks_clients_in_one_thread_that_ends(target):
     assert not thread.is_alive()
     assert set(Target.CHECK_SERVICES) <= set(t._clients)
     assert t.client("ecr") is t._clients["ecr"]     # made once, handed out without the lock
+
+
+def test_one_stack_by_name_is_what_the_listing_says(target, services_up):
+    """describe_stack (a run of one or two workloads) and describe_stacks (the page walk) agree, on both
+    code paths (boto3 here, the local target's plain HTTP); a missing stack is None, not an error."""
+    from copilot_doit.targets.local import lite
+    name = f"s{uuid.uuid4().hex[:10]}"
+    cfn = target.client("cloudformation")
+    cfn.create_stack(StackName=name, TemplateBody=json.dumps({
+        "Parameters": {"P": {"Type": "String", "Default": "d"}},
+        "Resources": {"Log": {"Type": "AWS::Logs::LogGroup"}},
+        "Outputs": {"Out": {"Value": {"Ref": "P"}}}}), Tags=[{"Key": "k", "Value": "v"}])
+    one = target.describe_stack(name)
+    assert one == target.describe_stacks()[name]
+    assert one["tags"] == {"k": "v"} and one["outputs"] == {"Out": "d"} and one["parameters"] == {"P": "d"}
+    assert target.describe_stack(name + "-missing") is None
+    plain = lite.describe_stack(services_up.moto_url, "us-east-1", name)
+    assert {k: plain[k] for k in ("status", "tags", "outputs", "parameters")} == \
+        {k: one[k] for k in ("status", "tags", "outputs", "parameters")}
+    assert lite.describe_stack(services_up.moto_url, "us-east-1", name + "-missing") is None
+    cfn.delete_stack(StackName=name)
+    assert target.describe_stack(name) is None and lite.describe_stack(services_up.moto_url, "us-east-1", name) is None

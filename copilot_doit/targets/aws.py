@@ -153,7 +153,7 @@ class AwsTarget:
             from dataclasses import replace
             self.settings = replace(self.settings, region=region)
             self._base_session = self._session = None
-            self._registry_client = None
+            self._registry_client = self._base_sts = None   # the caller's account stays: it has no region
             self._clients.clear()
 
     def client_kwargs(self) -> dict:

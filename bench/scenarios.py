@@ -440,7 +440,9 @@ class Bench:
         first = self.sh(CLI + ["deploy", "-e", "test", "--all", "-j", "8"], root, check=False)
         self.note("P6", f"first deploy of {n} x {m} with -j 8: exit {first.returncode} in {time.perf_counter() - t0:.0f}s")
         if first.returncode != 0:
-            self.target("P6", None, "not measured: the first deploy failed: " + first.stdout[-500:] + first.stderr[-500:])
+            (self.tmp / "p6-first-deploy.log").write_text(first.stdout + "\n--- stderr\n" + first.stderr)
+            errs = [ln for ln in first.stdout.splitlines() if ln.startswith("ERROR")] or first.stderr.splitlines()[-3:]
+            self.target("P6", None, "not measured: the first deploy failed: " + " | ".join(e[:400] for e in errs[:3]))
             return
         again = self.sh(CLI + ["deploy", "-e", "test", "--all"], root)
         ran = [ln for ln in again.stdout.splitlines() if ln.startswith(". ")]

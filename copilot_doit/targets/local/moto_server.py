@@ -13,7 +13,8 @@ whose condition is false is left out), patch 13 (a deleted stack takes its load 
 listener rules and target groups along), patch 14 (DescribeStacks evaluates a stack's exports once, not once
 per output: half of its time) and patch 15 (each resource a stack operation creates or updates has its own
 `*_IN_PROGRESS` and `*_COMPLETE` events, as CloudFormation's: the live view draws them) and patch 16
-(`GET /copilot-doit/ecr-images`: every emulated ECR image digest of an account and region in one answer).
+(`GET /copilot-doit/ecr-images`: every emulated ECR image digest of an account and region in one answer)
+and patch 17 (one request at a time: moto's models are not thread-safe, its server is threaded).
 """
 from __future__ import annotations
 
@@ -138,11 +139,12 @@ def apply_patches() -> list[str]:
     _patch_outputs_once(m)
     _patch_resource_events(m, cfn_parsing)
     _patch_ecr_images_listing()
+    _patch_one_request_at_a_time()   # last: around everything above
     return ["create_change_set+exports", "ecs_taskdef_update", "execute_change_set+outputs+exports",
             "update_stack_noop", "change_set_tags", "ecs_service_desired_count", "hold+cancel_update_stack",
             "update_keeps_unupdatable_resources", "elbv2_load_balancer_type", "vpc_stack_delete",
             "failed_update_rolls_back+nested_stacks", "conditional_outputs", "elbv2_stack_delete",
-            "outputs_once", "resource_events", "ecr_images_listing"]
+            "outputs_once", "resource_events", "ecr_images_listing", "one_request_at_a_time"]
 
 
 # 9. Ours (issue 8, Copilot's multi-svc-app fixture): an AWS::ElasticLoadBalancingV2::LoadBalancer created by
@@ -689,6 +691,27 @@ def _patch_ecr_images_listing() -> None:
         return [body]
 
     DomainDispatcherApplication.__call__ = call
+
+
+def _patch_one_request_at_a_time() -> None:
+    """Patch 17 (ours, issue 12): moto's server answers each request in its own thread, but its models are
+    plain dicts and lists: a first deploy of 500 workloads with `-j 8` failed one ExecuteChangeSet with HTTP
+    500 (`RuntimeError: dictionary changed size during iteration` in IAM's create_role, another request
+    adding a role meanwhile); 10 threads creating 400 roles hit it once here. Requests are handled one at a
+    time: moto holds the GIL while it works anyway, so little parallelism is lost, and nothing in the patches
+    waits inside a request (held operations settle on later requests)."""
+    import threading
+
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication
+
+    inner = DomainDispatcherApplication.__call__
+    lock = threading.Lock()
+
+    def one_at_a_time(self, environ, start_response):
+        with lock:
+            return inner(self, environ, start_response)
+
+    DomainDispatcherApplication.__call__ = one_at_a_time
 
 
 if __name__ == "__main__":

@@ -200,6 +200,7 @@ class Session:
         self._flushers: list[Callable] = [self.stat_cache.flush]
         self._targets: dict[str, Target] = {}
         self._stacks: dict = {}   # env -> the region's listing; (env, name) -> {"stack": one stack or None}
+        self._stack_changes: dict[str, int] = {}   # env -> how many times a stage changed its stacks
         self._memo: dict = {}
         self._locks: dict = {}
         self._locks_lock = threading.Lock()
@@ -251,8 +252,16 @@ class Session:
         if listing is None:
             with self.lock_for(("stacks", env)):
                 listing = self._stacks.get(env)
-                if listing is None:
-                    listing = self._stacks[env] = self.target(env).describe_stacks()
+                while listing is None:
+                    # A stage that changes a stack of this env (changed(env)) while the walk is on the wire
+                    # makes it stale: kept only if no change came meanwhile, else read again.
+                    seen = self._stack_changes.get(env, 0)
+                    listing = self.target(env).describe_stacks()
+                    with self._locks_lock:
+                        if self._stack_changes.get(env, 0) != seen:
+                            listing = None
+                        else:
+                            self._stacks[env] = listing
         return listing  # a local: another thread's changed() may drop the entry at any moment
 
     def stack(self, env: str, name: str) -> dict | None:
@@ -264,8 +273,14 @@ class Session:
             pass
         with self.lock_for(("stack", env, name)):
             found = self._stacks.get(key)
-            if found is None:
-                found = self._stacks[key] = {"stack": self.target(env).describe_stack(name)}
+            while found is None:   # read again when a change came while it was on the wire (see stacks)
+                seen = self._stack_changes.get(env, 0)
+                found = {"stack": self.target(env).describe_stack(name)}
+                with self._locks_lock:
+                    if self._stack_changes.get(env, 0) != seen:
+                        found = None
+                    else:
+                        self._stacks[key] = found
             return found["stack"]
 
     def changed(self, env: str | None = None, name: str | None = None) -> None:
@@ -280,9 +295,11 @@ class Session:
                 if not isinstance(key, tuple) or len(key) < 2 or key[1] == name or key[0] in SHARED_FACTS:
                     self._memo.pop(key, None)
         if env is not None:
-            for key in list(self._stacks):
-                if key == env or (isinstance(key, tuple) and key[0] == env):
-                    self._stacks.pop(key, None)
+            with self._locks_lock:
+                self._stack_changes[env] = self._stack_changes.get(env, 0) + 1
+                for key in list(self._stacks):
+                    if key == env or (isinstance(key, tuple) and key[0] == env):
+                        self._stacks.pop(key, None)
 
     def forget_everything(self) -> None:
         """Drop every memo and stack listing (a forked worker process starts from the world)."""

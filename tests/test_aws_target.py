@@ -357,3 +357,21 @@ def test_one_stack_by_name_is_what_the_listing_says(target, services_up):
     assert lite.describe_stack(services_up.moto_url, "us-east-1", name + "-missing") is None
     cfn.delete_stack(StackName=name)
     assert target.describe_stack(name) is None and lite.describe_stack(services_up.moto_url, "us-east-1", name) is None
+
+
+def test_the_plain_http_walk_follows_every_page(services_up):
+    """moto answers DescribeStacks 50 stacks a page; the local target's walk reads them all (a by-name
+    variant once reused the loop's variable and stopped after the first page)."""
+    from copilot_doit.targets.local import lite
+    cfn = boto3_cfn(services_up)
+    prefix = f"pg{uuid.uuid4().hex[:6]}"
+    for i in range(55):
+        cfn.create_stack(StackName=f"{prefix}-{i:02d}", TemplateBody=json.dumps({"Resources": {"T": {"Type": "AWS::SNS::Topic"}}}))
+    listed = lite.describe_stacks(services_up.moto_url, "us-east-1")
+    assert {f"{prefix}-{i:02d}" for i in range(55)} <= set(listed)
+
+
+def boto3_cfn(services_up):
+    import boto3
+    return boto3.client("cloudformation", endpoint_url=services_up.moto_url, region_name="us-east-1",
+                        aws_access_key_id="testing", aws_secret_access_key="testing")

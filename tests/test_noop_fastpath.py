@@ -119,4 +119,5 @@ def test_a_few_stacks_are_asked_for_by_name_many_in_one_walk(deployed):
     ws.run("deploy", "-n", ",".join(NAMES), "-e", "test", tool="cli")
     assert sorted(_describe_stacks(ws)) == sorted([f"{ws.app}-test"] + [f"{ws.app}-test-{n}" for n in NAMES])
     ws.run("plan", "env=test")                  # every workload of the sample: more than two
-    assert len(ws.api_calls()) and _describe_stacks(ws) == [None], ws.api_calls()
+    walked = _describe_stacks(ws)               # a page per call (the shared emulator holds many stacks)
+    assert walked and set(walked) == {None}, ws.api_calls()

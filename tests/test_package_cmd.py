@@ -175,6 +175,7 @@ def test_svc_package_of_copilots_kitchen_sink_manifest(tmp_path, monkeypatch):
     s = Session(Options(names=["fe"], envs=["test"]))
     target = s.target("test")
     target._clients.update({"elbv2": _RecordedElbv2(), "sts": _RecordedSts()})
+    target._base_sts = target._clients["sts"]   # who the default credentials are (the account check)
     target._registry_client = _RecordedSsm()   # Copilot's registry: the app's home region (us-west-2 here)
     pkg = packaging.workload_package(s, "fe", "test")
     written = packaging.write(pkg, str(tmp_path / "out"))

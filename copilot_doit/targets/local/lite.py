@@ -128,10 +128,10 @@ def describe_stacks(moto_url: str, region: str, name: str | None = None) -> dict
             raise LiteError(f"DescribeStacks failed with HTTP {status}: {body[:200]!r}")
         root = ET.fromstring(body)
         for m in root.iter(f"{_CFN_NS}member"):
-            name = m.findtext(f"{_CFN_NS}StackName")
-            if name is None:
+            listed = m.findtext(f"{_CFN_NS}StackName")
+            if listed is None:
                 continue
-            merge_listed(out, name, {
+            merge_listed(out, listed, {
                 "status": m.findtext(f"{_CFN_NS}StackStatus"),
                 "tags": _pairs(m.find(f"{_CFN_NS}Tags"), "Key", "Value"),
                 "outputs": _pairs(m.find(f"{_CFN_NS}Outputs"), "OutputKey", "OutputValue"),

@@ -58,13 +58,27 @@ def test_one_read_of_the_emulated_ecr_answers_every_workload(target, services_up
     assert found == {repos[0]: digests[repos[0]], repos[1]: digests[repos[1]], repos[2]: None}, \
         "both halves must hold: the registry's blobs and the emulated ECR's record"
     calls = _calls(log)
-    assert calls.count("ecr:ListAllImages") == 1 and "ecr:DescribeImages" not in calls, calls
+    assert calls.count("ecr:ListAllImages") == 1, calls
+    assert calls.count("ecr:DescribeImages") == 1, calls     # only the one the listing lacks, asked itself
     assert calls.count("registry:HeadManifest") == 3, calls
 
     # a push in this run drops what was read: the image it registered is found at once
     target.after_push(repos[2], digests[repos[2]], ["v1"])
     assert target.image_digest_in_registry(repos[2], digest=digests[repos[2]]) == digests[repos[2]]
     assert _calls(log).count("ecr:ListAllImages") == 2
+
+
+def test_an_image_pushed_by_another_process_after_the_read_is_found(target, services_up):
+    """`doit -P process`: a worker read the listing before another worker pushed; "absent" is asked again."""
+    from copilot_doit.targets.local import LocalTarget
+    from copilot_doit.workspace import EnvSettings
+    repo = f"snap{uuid.uuid4().hex[:8]}/late"
+    target.ensure_repository(repo, {})
+    assert target._ecr_images() is not None                     # read before the push
+    other = LocalTarget(EnvSettings(name="test", target="local", region="us-east-1"), target.cache_root)
+    digest = _registry_image(services_up.registry, repo, "v1")
+    other.after_push(repo, digest, ["v1"])                      # the other worker's push
+    assert target.image_digest_in_registry(repo, digest=digest) == digest
 
 
 def test_an_emulator_without_the_listing_is_asked_per_image(target, services_up, tmp_path, monkeypatch):

@@ -84,14 +84,17 @@ class LocalTarget(AwsTarget):
         if in_registry is None:
             return None
         known = self._ecr_images()
-        if known is None:
-            return lite.ecr_image_digest(e.moto_url, self.settings.region, repo_name, digest=in_registry)
-        return in_registry if in_registry in known.get(repo_name, ()) else None
+        if known is not None and in_registry in known.get(repo_name, ()):
+            return in_registry
+        # Not among the images read at the start of the run (or no listing): asked now, so an image another
+        # process pushed since — a `-P process` worker, a concurrent run — is seen; "absent" is never stale.
+        return lite.ecr_image_digest(e.moto_url, self.settings.region, repo_name, digest=in_registry)
 
     def _ecr_images(self) -> dict[str, set[str]] | None:
         """The emulated ECR's images, read once per run by the first check that needs them (the concurrent
         checks wait for that one answer: one request instead of one DescribeImages per workload), and read
-        again after this run pushed or retagged something (after_push drops it)."""
+        again after this run pushed or retagged something (after_push drops it). Only its "present" answers
+        are used: an image missing from it is asked for by itself (image_digest_in_registry)."""
         with self._ecr_lock:
             if self._ecr_snapshot is _UNREAD:
                 self._ecr_snapshot = lite.ecr_images(self.endpoints.moto_url, self.settings.region, ACCOUNT)

@@ -494,13 +494,12 @@ def context_entries(context: str, dockerfile_in_context: str | None, stat_cache:
         if known is not None and newest + StatCache.RACY_WINDOW_NS < known[1]:
             return list(known[0])
         out = []
-        st_of = {s[0]: s for s in stats if len(s) > 1}
-        for rel, is_dir in listing:
+        for taken in stats:   # the listing's order, each file with the stat just taken
             progress.entry()
-            if is_dir:
-                out.append((rel, "d", ""))
+            if len(taken) == 1:
+                out.append((taken[0], "d", ""))
                 continue
-            e = entry_for(prefix + rel, rel, stat_cache, _stat_like(st_of[rel]))
+            e = entry_for(prefix + taken[0], taken[0], stat_cache, _stat_like(taken))
             if e:
                 out.append(e)
         out.sort()

@@ -614,7 +614,8 @@ def display() -> PlainDisplay | RichDisplay:
 
 def parallel(argv: list[str]) -> bool:
     """doit runs tasks in parallel (-n N / --process=N, N > 0): each worker's lines are its own."""
-    return doit_option(argv, "-n", "--process").isdigit() and int(doit_option(argv, "-n", "--process")) > 0
+    jobs = doit_option(argv, "-n", "--process")
+    return jobs.isdigit() and int(jobs) > 0
 
 
 def doit_option(argv: list[str], short: str, long: str) -> str:

@@ -144,6 +144,28 @@ def make_workspace(base: Path, endpoints) -> Workspace:
     return ws
 
 
+def scratch_workspace(base: Path, endpoints, prefix: str, manifests: dict[str, str]) -> Workspace:
+    """A workspace of one local environment `test` and the given workloads ({name: manifest text, whose
+    image builds from copilot/<name>/src/Dockerfile}), each image FROM scratch with one file, committed."""
+    root = base / "repo"
+    ws = root / "copilot"
+    (ws / "environments" / "test").mkdir(parents=True)
+    (ws / ".workspace").write_text(f"application: {prefix}{uuid.uuid4().hex[:8]}\n")
+    (ws / "copilot-doit.yml").write_text("environments:\n  test: {target: local, region: us-east-1}\n")
+    (ws / "environments" / "test" / "manifest.yml").write_text("name: test\ntype: Environment\n")
+    for name, text in manifests.items():
+        (ws / name / "src").mkdir(parents=True)
+        (ws / name / "src" / "Dockerfile").write_text("FROM scratch\nCOPY hello.txt /hello.txt\nCMD [\"/hello\"]\n")
+        (ws / name / "src" / "hello.txt").write_text(f"hello from {name}\n")
+        (ws / name / "manifest.yml").write_text(text)
+    (root / "dodo.py").write_text((REPO / "dodo.py").read_text())
+    (root / ".gitignore").write_text("api.jsonl\n")
+    subprocess.run(["git", "init", "-q"], cwd=root, check=True)
+    w = Workspace(root, ws.joinpath(".workspace").read_text().split()[-1], endpoints)
+    w.commit("generated")
+    return w
+
+
 @pytest.fixture
 def workspace(tmp_path, services_up) -> Workspace:
     return make_workspace(tmp_path, services_up)

@@ -187,8 +187,10 @@ def test_fixture_table_is_written(monkeypatch):
 DOCUMENTED = {"ArtifactKeyARN", "EnvFileARN", "EnvFileARNFornginx", "EnvFileARNForoperation", "EnvFileARNForfluentbit",
               "LoggingEnvFileARN", "AddonsTemplateURL", "DNSDelegated", "HTTPSEnabled"}
 # Parameters this renderer adds: an imported ALB's listener and DNS name (Copilot resolves them in Go and
-# writes them into the template).
-ADDED = {"ImportedALBListenerArn", "ImportedALBDNSName", "ImportedALBHostedZoneID"}
+# writes them into the template); the listener rules' priorities (Copilot's custom resource picks them,
+# copilot-doit's deploy settles them: rule_priorities.py).
+ADDED = {"ImportedALBListenerArn", "ImportedALBDNSName", "ImportedALBHostedZoneID", "RulePriority", "RulePriority1",
+         "RulePriority2", "RulePriority3"}
 
 
 @pytest.mark.parametrize("golden,source,env,extra", [

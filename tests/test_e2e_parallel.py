@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import uuid
 
 import pytest
 
-from conftest import REPO, Workspace, marks
+from conftest import Workspace, marks, scratch_workspace
 
 pytestmark = pytest.mark.e2e
 
@@ -18,26 +17,9 @@ N = 20
 
 
 def generated_workspace(base, endpoints, n: int) -> Workspace:
-    root = base / "repo"
-    ws = root / "copilot"
-    (ws / "environments" / "test").mkdir(parents=True)
-    (ws / ".workspace").write_text(f"application: j{uuid.uuid4().hex[:8]}\n")
-    (ws / "copilot-doit.yml").write_text("environments:\n  test: {target: local, region: us-east-1}\n")
-    (ws / "environments" / "test" / "manifest.yml").write_text("name: test\ntype: Environment\n")
-    for i in range(n):
-        name = f"w{i:02d}"
-        (ws / name / "src").mkdir(parents=True)
-        (ws / name / "src" / "Dockerfile").write_text("FROM scratch\nCOPY hello.txt /hello.txt\nCMD [\"/hello\"]\n")
-        (ws / name / "src" / "hello.txt").write_text(f"hello from {name}\n")
-        (ws / name / "manifest.yml").write_text(
-            f"name: {name}\ntype: Backend Service\nimage:\n  build: copilot/{name}/src/Dockerfile\n"
-            "cpu: 256\nmemory: 512\ncount: 1\n")
-    (root / "dodo.py").write_text((REPO / "dodo.py").read_text())
-    (root / ".gitignore").write_text("api.jsonl\n")
-    subprocess.run(["git", "init", "-q"], cwd=root, check=True)
-    w = Workspace(root, ws.joinpath(".workspace").read_text().split()[-1], endpoints)
-    w.commit("generated")
-    return w
+    return scratch_workspace(base, endpoints, "j", {
+        f"w{i:02d}": f"name: w{i:02d}\ntype: Backend Service\nimage:\n  build: copilot/w{i:02d}/src/Dockerfile\n"
+                     "cpu: 256\nmemory: 512\ncount: 1\n" for i in range(n)})
 
 
 def test_jobs_deploy_a_generated_workspace_then_skip_it(tmp_path, services_up):

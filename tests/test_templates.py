@@ -52,7 +52,8 @@ def test_lbws_parameters_follow_copilot():
     _, params = workload.render(workload.RenderInput(m, "demo", "test", IMAGE))
     assert params == {"AppName": "demo", "EnvName": "test", "WorkloadName": "frontend", "ContainerImage": IMAGE,
                       "TaskCPU": "256", "TaskMemory": "512", "TaskCount": "1", "LogRetention": "30",
-                      "ContainerPort": "8080", "TargetContainer": "frontend", "TargetPort": "8080", "RulePath": "/"}
+                      "ContainerPort": "8080", "TargetContainer": "frontend", "TargetPort": "8080", "RulePath": "/",
+                      "RulePriority": str(workload.rule_priority("frontend", "/"))}
 
 
 def test_secrets_are_references_never_values(monkeypatch):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import time
 
-from .. import stacks
+from .. import rule_priorities, stacks
 from ..hashing import Key
 from ..errors import StageFailed
 from ..manifest import JOB
@@ -55,12 +55,14 @@ def status(s: Session, name: str, env: str) -> Status:
         if lt.run:
             return Status(True, f"after lint:{name}@{env}")
         p = package.status(s, name, env)
-        params = json.loads(s.cache.get_object(p.result["parameters"]))
+        stack_name = s.stack_name(name, env)
+        live = s.stacks(env).get(stack_name)
+        # A listener-rule priority the stack holds is kept (rule_priorities.py): the package's value is a preference.
+        params = rule_priorities.settled(json.loads(s.cache.get_object(p.result["parameters"])),
+                                         (live or {}).get("parameters"))
         tags = s.tags(name, env)
         k = key(p.result["template"], params, tags)
         inputs = {"template": p.result["template"], "parameters": params, "tags": tags}
-        stack_name = s.stack_name(name, env)
-        live = s.stacks(env).get(stack_name)
         stacks.refuse_foreign(live, stack_name, s.ws.app, env, name)
         if stacks.owner(live, s.ws.app, env, name) == stacks.COPILOT and not s.opts.force:
             # Copilot's workload stacks hold custom resources whose Delete handlers act on the environment
@@ -99,6 +101,24 @@ def service_progress(s: Session, name: str, env: str, stack_name: str, started: 
                                    lambda: stacks.physical_id_if_created(target, stack_name, "Service"), since, name)
 
 
+def _settle_priorities(s: Session, target, env: str, stack_name: str, body: str, parameters: dict,
+                       live: dict | None) -> tuple[dict, list[str]]:
+    """(parameters with every listener-rule priority free on its listener, notes): rule_priorities.py.
+    No call at all for a template without listener rules."""
+    if not any(rule_priorities.PARAMETER.match(p) for p in parameters):
+        return parameters, []
+    try:
+        template = json.loads(body)
+    except ValueError:
+        from ..cfnyaml import load
+        template, _ = load(f"{stack_name} (template)", body)
+    env_outputs = (env_stage.status(s, None, env).result or {}).get("outputs") or {}
+    own = rule_priorities.own_rules(target.client("cloudformation"), stack_name) if live is not None else set()
+    claims = s.once("rule-priority-claims", dict)   # this run's, shared by its deploys (-j N: threads)
+    return rule_priorities.settle_for_deploy(template, parameters, (live or {}).get("parameters"), env_outputs,
+                                             target.client("elbv2"), own, claims)
+
+
 def run(s: Session, name: str, env: str) -> dict:
     st = must_run(status(s, name, env), stage_id("deploy", name, env))
     if st is None:
@@ -112,8 +132,14 @@ def run(s: Session, name: str, env: str) -> dict:
     stack_name = s.stack_name(name, env)
     from ..templates.env import EXPORTS
     env_outputs = set((env_stage.status(s, None, env).result or {}).get("outputs") or {})
-    parameters = st.inputs["parameters"]
     live = s.stacks(env).get(stack_name)
+    k, inputs = st.key, st.inputs
+    parameters, notes = _settle_priorities(s, target, env, stack_name, body, inputs["parameters"], live)
+    if parameters != inputs["parameters"]:   # a priority moved: the stack is tagged and recorded with it
+        inputs = {**inputs, "parameters": parameters}
+        k = key(inputs["template"], parameters, inputs["tags"])
+    for n in notes:
+        print(f"  {n}")
     if live is not None:
         # A stack that holds Copilot's custom resources (one Copilot created, and since then updated by
         # copilot-doit) keeps them: the template deployed is ours (linted by the lint stage) plus those, taken
@@ -141,7 +167,7 @@ def run(s: Session, name: str, env: str) -> dict:
     if s.opts.detach and waiters:
         print(f"  --detach: waiting for stack {stack_name} all the same: {', '.join(waiters)} subscribe to its topics")
     out = stacks.deploy(target, stack_name, deploy_body, parameters,
-                        {**st.inputs["tags"], stacks.KEY_TAG: st.key.hex}, disable_rollback=s.opts.no_rollback,
+                        {**inputs["tags"], stacks.KEY_TAG: k.hex}, disable_rollback=s.opts.no_rollback,
                         app=s.ws.app, wait=not (s.opts.detach and not waiters), role_arn=role,
                         progress=service_progress(s, name, env, stack_name, started))
     s.changed(env, name=name)
@@ -159,12 +185,12 @@ def run(s: Session, name: str, env: str) -> dict:
     elif s.opts.force:
         print(f"  --force: {name} is a Scheduled Job; it has no service to roll (its next run uses the current image)")
     live = s.stacks(env).get(stack_name)
-    ok, why = stacks.live_ok(s.stacks(env), stack_name, st.key, st.inputs["parameters"])
+    ok, why = stacks.live_ok(s.stacks(env), stack_name, k, inputs["parameters"])
     if not ok:
         raise StageFailed(f"after deploying, {why}")
     result = {"stack": stack_name, "stack_id": out.get("stack_id"), "status": live["status"], "updated": live["updated"]}
-    s.record("deploy", stage_id("deploy", name, env), st.key, result, st.inputs)
-    image = st.inputs["parameters"].get("ContainerImage")
+    s.record("deploy", stage_id("deploy", name, env), k, result, inputs)
+    image = inputs["parameters"].get("ContainerImage")
     kind = "job" if m.type == JOB else "service"
     try:  # the summary only: the deploy is recorded already, a failed lookup must not undo that
         runs = stacks.physical_id(target, stack_name, "StateMachine" if m.type == JOB else "Service")

@@ -13,14 +13,26 @@ from .util import health_check_tuning, seconds
 DEREGISTRATION_DELAY_DEFAULT = 60
 
 
+SPECIFIC_PRIORITIES = (1, 40000)      # rules with a path: evaluated before ...
+CATCH_ALL_PRIORITIES = (45000, 49999)  # ... the catch-all "/" rules
+
+
 def rule_priority(name: str, rule_path: str) -> int:
-    """A stable listener-rule priority per workload rule (Copilot uses a custom resource for this).
+    """The preferred listener-rule priority of a workload rule (Copilot uses a custom resource for this).
 
     Specific paths get 1..40000; the catch-all "/" goes to 45000..49999 so it is evaluated last.
-    Derived from the name only, so adding a workload never renumbers the others.
+    Derived from the name only, so adding a workload never renumbers the others. Only a preference: two
+    names can hash alike, and another stack may hold it, so the template takes the priority as a parameter
+    (`RulePriority<i>`) whose value is settled at deploy time (rule_priorities.py).
     """
     h = xxhash.xxh32_intdigest(name.encode())
-    return 45000 + h % 5000 if rule_path == "/" else 1 + h % 40000
+    lo, hi = CATCH_ALL_PRIORITIES if rule_path == "/" else SPECIFIC_PRIORITIES
+    return lo + h % (hi - lo + 1)
+
+
+def priority_range(preferred: int) -> tuple[int, int]:
+    """The range a rule's priority may be moved within without changing its order against the others."""
+    return CATCH_ALL_PRIORITIES if preferred >= CATCH_ALL_PRIORITIES[0] else SPECIFIC_PRIORITIES
 
 
 def _rule_path(path) -> str:
@@ -113,7 +125,7 @@ def http(b, listener_export: str):
         if i == 0:
             container, tport = ref("TargetContainer"), ref("TargetPort")
             paths = if_("IsDefaultRootPath", ["/*"], [sub("/${RulePath}"), sub("/${RulePath}/*")])
-            priority = rule_priority(b.m.name, rule_path)
+            preferred = rule_priority(b.m.name, rule_path)
             b.exposed.append((target_container, target_port, "tcp"))
         else:
             cname, tport = target_of(rule, target_container)
@@ -121,7 +133,11 @@ def http(b, listener_export: str):
             b.exposed.append((cname, tport, "tcp"))
             rp = _rule_path(rule["path"])
             paths = ["/*"] if rp == "/" else [f"/{rp}", f"/{rp}/*"]
-            priority = rule_priority(f"{b.m.name}#{i}", rp)
+            preferred = rule_priority(f"{b.m.name}#{i}", rp)
+        # The value is a preference the deploy may move (rule_priorities.py): a priority held on the shared
+        # listener by another stack's rule would fail the create with PriorityInUse.
+        b.param(f"RulePriority{suffix}", preferred, "Number")
+        priority = ref(f"RulePriority{suffix}")
         if i == 0:
             b.main_tg = tg_id
         b.resources[tg_id] = {"Type": "AWS::ElasticLoadBalancingV2::TargetGroup",

@@ -82,3 +82,58 @@ def test_cli_flags_map_to_doit_variables():
                                       "resource-tags=source/revision=bb133e7,deployment/initiator=manual", "tag=v1"]
     b = deploy_parser("x").parse_args(["--name", "a,b", "--name", "c/2", "--env", "test", "--no-rollback=false"])
     assert doit_argv("deploy", b) == ["deploy", "name=a,b,c", "env=test"]
+
+
+# What fixed manifests render to, per recipe version. A package key holds the recipe version, not the
+# renderer's code: a change of the rendered output without a bump of templates.RECIPE_VERSION (or, for the
+# environment, templates.env.RECIPE) leaves every deployed workload on its old template while the runs say
+# "up to date". When this fails on purpose: bump the version and pin the new digest beside it.
+RENDERED = {"templates/7": "807e0cbcdd5875725c077fec363a35c7", "env/6": "5f941012200fea816bfe376c8fe349d5"}
+PINNED_MANIFESTS = {
+    "web": """name: web
+type: Load Balanced Web Service
+image: {build: Dockerfile, port: 8080}
+http:
+  path: web
+  healthcheck: /healthz
+  additional_rules:
+    - path: admin
+      target_port: 8081
+cpu: 256
+memory: 512
+count: 1
+variables: {LOG_LEVEL: info}
+publish:
+  topics: [{name: orders}]
+""",
+    "api": "name: api\ntype: Backend Service\nimage: {build: Dockerfile, port: 8080}\nhttp: {path: /}\ncount: 2\n",
+    "worker": "name: worker\ntype: Worker Service\nimage: {build: Dockerfile}\n"
+              "subscribe:\n  topics: [{name: orders, service: web}]\n  queue: {retention: 96h, timeout: 30s}\n",
+    "job": "name: job\ntype: Scheduled Job\nimage: {build: Dockerfile}\non: {schedule: '@daily'}\nretries: 2\n",
+}
+
+
+def _rendered_digest(tmp_path) -> tuple[str, str]:
+    from copilot_doit.hashing import canonical_json
+    import xxhash
+    out = []
+    for name, text in PINNED_MANIFESTS.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "manifest.yml").write_text(text)
+        m = manifest.load_workload(tmp_path / name / "manifest.yml", "demo", "test", name)
+        out.append(workload.render(workload.RenderInput(m, "demo", "test", IMAGE)))
+    (tmp_path / "env.yml").write_text("name: test\ntype: Environment\n")
+    em = manifest.load_environment(tmp_path / "env.yml", "demo", "test")
+    env_out = env_t.render("demo", "test", em.data, public_alb=True, internal_alb=True)
+    digest = lambda value: xxhash.xxh3_128_hexdigest(canonical_json(value).encode())  # noqa: E731
+    return digest(out), digest(env_out)
+
+
+def test_a_template_change_comes_with_a_recipe_bump(tmp_path):
+    workloads, environment = _rendered_digest(tmp_path)
+    assert RENDERED.get(templates.RECIPE_VERSION) == workloads, (
+        f"the workload templates render differently from what {templates.RECIPE_VERSION} pinned: bump "
+        f"templates.RECIPE_VERSION and pin {workloads} for it in RENDERED")
+    assert RENDERED.get(env_t.RECIPE) == environment, (
+        f"the environment template renders differently from what {env_t.RECIPE} pinned: bump templates.env.RECIPE "
+        f"and pin {environment} for it in RENDERED")

@@ -6,7 +6,7 @@ template has its own, `env.RECIPE`.
 """
 from __future__ import annotations
 
-RECIPE_VERSION = "templates/6"
+RECIPE_VERSION = "templates/7"
 
 _DUMPER = None
 

@@ -12,7 +12,6 @@ outputs each output's kind decides its wiring in the workload stack: a ManagedPo
 """
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 from . import cfnyaml
@@ -135,4 +134,5 @@ def package(folder: Path) -> dict | None:
 
 def s3_key(workload: str, body: bytes) -> str:
     """Copilot's content-addressed artifact path."""
+    import hashlib  # here: Copilot's S3 key of an uploaded template (hashlib loads OpenSSL: ~6 ms)
     return f"manual/addons/{workload}/{hashlib.sha256(body).hexdigest()}.yml"

@@ -31,11 +31,9 @@ from __future__ import annotations
 
 import copy
 import datetime
-import hashlib
 import os
 import re
 import shutil
-import subprocess
 from pathlib import Path
 
 from .errors import UserError
@@ -349,6 +347,7 @@ def apply_cdk(folder: Path, template: dict, *, app: str = "", env: str = "", tim
     if env:
         run_env["COPILOT_ENVIRONMENT_NAME"] = env
     import fcntl
+    import subprocess  # here: only a CDK override synthesizes (the no-op reads the folder's digest only)
     with open(build / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)   # one synth at a time per folder: they share .build/in.yml
         (build / "in.yml").write_text(dump(template), encoding="utf-8")
@@ -462,6 +461,7 @@ def env_addons_parameters(folder: Path, template: dict) -> dict:
 
 def env_addons_s3_key(body: bytes) -> str:
     """Copilot's artifactpath.EnvironmentAddons."""
+    import hashlib  # here: Copilot's S3 key of an uploaded template (hashlib loads OpenSSL: ~6 ms)
     return f"manual/addons/environments/{hashlib.sha256(body).hexdigest()}.yml"
 
 

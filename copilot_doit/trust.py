@@ -14,10 +14,7 @@ calls SSM or Secrets Manager (and never imports boto3).
 """
 from __future__ import annotations
 
-import hashlib
-import hmac
 import os
-import string
 import sys
 from dataclasses import dataclass
 
@@ -27,6 +24,7 @@ from .hashing import canonical_json
 ENV_VAR = "COPILOT_DOIT_CACHE_KEY"
 SOURCE_KINDS = ("env", "ssm", "secretsmanager")
 MIN_KEY_BYTES = 16
+HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
 # Domain separation: a MAC made for a cache record can never be replayed as a MAC of anything else.
 MAC_CONTEXT = b"copilot-doit/record-mac/1\n"
 
@@ -72,7 +70,7 @@ def key_bytes(text: str | bytes, where: str) -> bytes:
         raw = text
     else:
         text = text.strip()
-        is_hex = bool(text) and len(text) % 2 == 0 and all(c in string.hexdigits for c in text)
+        is_hex = bool(text) and len(text) % 2 == 0 and all(c in HEX_DIGITS for c in text)
         raw = bytes.fromhex(text) if is_hex else text.encode()
     if len(raw) < MIN_KEY_BYTES:
         raise UserError(f"the cache key in {where} is {len(raw)} bytes; it needs at least {MIN_KEY_BYTES} "
@@ -83,11 +81,14 @@ def key_bytes(text: str | bytes, where: str) -> bytes:
 def record_mac(key: bytes, record: dict) -> str:
     """HMAC-SHA256 of the canonical record without its `mac`. The record names its stage, salt and key,
     and the reader checks those against what it asked for, so a valid record cannot be moved to another key."""
+    import hashlib
+    import hmac   # here: only a shared cache's records are signed (hashlib's OpenSSL load is ~6 ms of a no-op)
     body = {k: v for k, v in record.items() if k != "mac"}
     return hmac.new(key, MAC_CONTEXT + canonical_json(body).encode(), hashlib.sha256).hexdigest()
 
 
 def mac_ok(key: bytes, record: dict) -> bool:
+    import hmac
     mac = record.get("mac")
     return isinstance(mac, str) and hmac.compare_digest(mac, record_mac(key, record))
 

@@ -43,6 +43,9 @@ def test_noop_is_answered_without_doit_with_doit_s_own_lines(deployed):
     # nor the other heavy ones: manifests from the parsed-YAML memo (mailer's interpolates the app and env
     # names: kept), live checks over plain HTTP
     assert not imported & {"yaml", "boto3", "botocore", "docker", "cfnlint", "moto", "pygit2", "filelock"}, imported
+    # nor what only a change needs (a change set's uuid, a process started, Copilot's sha256 S3 keys), nor
+    # concurrent.futures (it imports logging): ~20 ms of a no-op together
+    assert not imported & {"uuid", "subprocess", "hashlib", "concurrent", "logging"}, imported
     assert ws.mutating() == [], ws.mutating()
     assert fast.stderr.count("Traceback") == 0
 

@@ -12,11 +12,9 @@ run:    upload the addons template and env file (content-addressed), render (tem
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
-from ..cache import Cache
 from ..errors import StageFailed
 from ..hashing import Key, canonical_json, digest_bytes, tree_digest, walk_tree
 from ..manifest import LBWS, Manifest
@@ -125,6 +123,7 @@ def artifacts(s: Session, name: str, env: str, start: bool = True) -> tuple[dict
         addons_input = {"url": url, "parameters": packaged["parameters"],
                         "outputs": packaged["outputs"]}
     if env_file:
+        import hashlib  # here: Copilot names env files by sha256; a no-op without one never loads OpenSSL's
         data = (s.ws.root / env_file).read_bytes()
         key_ = f"manual/env-files/{Path(env_file).name}/{hashlib.sha256(data).hexdigest()}.env"
         uploads.append((bucket, key_, data))

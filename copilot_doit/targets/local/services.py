@@ -18,7 +18,6 @@ import os
 import shutil
 import signal
 import socket
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -112,7 +111,7 @@ def _markers(name: str) -> tuple[str, ...]:
 START_TIMEOUT = 60.0
 
 
-def _wait_ready(url: str, proc: subprocess.Popen, log: Path, what: str, timeout: float = START_TIMEOUT) -> None:
+def _wait_ready(url: str, proc, log: Path, what: str, timeout: float = START_TIMEOUT) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -128,7 +127,7 @@ def _ready_url(name: str, port: int) -> str:
     return f"http://127.0.0.1:{port}/moto-api/data.json" if name == "moto" else f"http://127.0.0.1:{port}/v2/"
 
 
-def _spawned(d: Path, name: str, proc: subprocess.Popen, port: int, log: Path, **extra) -> dict:
+def _spawned(d: Path, name: str, proc, port: int, log: Path, **extra) -> dict:
     """Record a service the moment it is spawned (not yet answering): a run killed while it starts leaves
     a process the state file names, which the next run waits for and `local stop` stops."""
     entry = {"pid": proc.pid, "port": port, "started": time.time(), "log": str(log), **extra, "starting": True}
@@ -139,6 +138,7 @@ def _spawned(d: Path, name: str, proc: subprocess.Popen, port: int, log: Path, *
 
 
 def _start_moto(d: Path) -> dict:
+    import subprocess  # here: a run that finds its services up never starts one
     port = _free_port()
     log = d / "moto.log"
     env = dict(os.environ)
@@ -164,6 +164,7 @@ def _registry_binary() -> str:
 
 
 def _start_registry(d: Path) -> dict:
+    import subprocess
     binary = _registry_binary()
     port = _free_port()
     root = d / "registry"

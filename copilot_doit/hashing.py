@@ -155,7 +155,8 @@ class StatCache:
         self._point_pid = 0
         self._listings: dict[str, tuple[str, str | dict]] | None = None  # root -> (sig, dirs or its JSON)
         self._dirty_listings: dict[str, tuple[str, dict]] = {}
-        self._contexts: dict[str, tuple] | None = None  # root -> (stats digest, entries or their JSON, recorded_ns)
+        # root -> (stats digest, entries or their JSON, recorded_ns, tree digest of the entries)
+        self._contexts: dict[str, tuple] | None = None
         self._dirty_contexts: dict[str, tuple] = {}
         self.files_hashed = 0  # content reads since construction: what the warm-cache tests measure
         self.bytes_hashed = 0
@@ -168,9 +169,10 @@ class StatCache:
         # One row per context root and Dockerfile name: the previous walk (hashing._listing), valid for `sig`.
         con.execute("CREATE TABLE IF NOT EXISTS listings (root TEXT PRIMARY KEY, sig TEXT, dirs TEXT)")
         # One row per context root and Dockerfile name: the digest of every listed file's stat, the entries
-        # they gave, and when those stats were taken (context_entries' fast path).
-        con.execute("CREATE TABLE IF NOT EXISTS contexts (root TEXT PRIMARY KEY, stats TEXT, entries TEXT,"
-                    " recorded_ns INTEGER)")
+        # they gave, when those stats were taken, and the entries' tree digest (context_entries' and
+        # context_tree's fast path). (`contexts`, without the tree digest, was this table's first form.)
+        con.execute("CREATE TABLE IF NOT EXISTS context_trees (root TEXT PRIMARY KEY, stats TEXT, entries TEXT,"
+                    " recorded_ns INTEGER, tree TEXT)")
         return con
 
     # A run that looks up only a few files (an unchanged context answers from its last hashing and only
@@ -308,7 +310,8 @@ class StatCache:
 
     def _load_contexts(self) -> dict:
         if self._contexts is None:
-            self._contexts = self._read_table("SELECT root, stats, entries, recorded_ns FROM contexts", "context")
+            self._contexts = self._read_table("SELECT root, stats, entries, recorded_ns, tree FROM context_trees",
+                                              "context")
         return self._contexts
 
     def context(self, root: str, stats: str) -> tuple[list, int] | None:
@@ -317,10 +320,20 @@ class StatCache:
             found = self._decoded(self._load_contexts(), root, stats, lambda text: [tuple(e) for e in json.loads(text)])
             return None if found is None else (found[1], found[2])
 
-    def set_context(self, root: str, stats: str, entries: list, recorded_ns: int) -> None:
+    def context_tree(self, root: str, stats: str) -> tuple[str, int] | None:
+        """(tree digest of the entries, recorded_ns) of the context's last hashing under `stats`, without
+        decoding the entries (a no-op needs only the digest)."""
         with self._lock:
-            self._load_contexts()[root] = (stats, entries, recorded_ns)
-            self._dirty_contexts[root] = (stats, entries, recorded_ns)
+            found = self._load_contexts().get(root)
+            return None if found is None or found[0] != stats or not found[3] else (found[3], found[2])
+
+    def set_context(self, root: str, stats: str, entries: list, recorded_ns: int) -> str:
+        """Record a context's hashing; returns the entries' tree digest (kept beside them)."""
+        tree = tree_digest(entries)
+        with self._lock:
+            self._load_contexts()[root] = (stats, entries, recorded_ns, tree)
+            self._dirty_contexts[root] = (stats, entries, recorded_ns, tree)
+        return tree
 
     def flush(self) -> None:
         """Write new entries in one transaction. Safe to call from several processes (SQLite locking)."""
@@ -333,15 +346,15 @@ class StatCache:
             contexts, self._dirty_contexts = self._dirty_contexts, {}
             listing_rows = [(root, sig, json.dumps(dirs, separators=(",", ":")))
                             for root, (sig, dirs) in listings.items()]
-            context_rows = [(root, stats, json.dumps(entries, separators=(",", ":")), recorded)
-                            for root, (stats, entries, recorded) in contexts.items()]
+            context_rows = [(root, stats, json.dumps(entries, separators=(",", ":")), recorded, tree)
+                            for root, (stats, entries, recorded, tree) in contexts.items()]
         con = self._connect()
         try:
             with con:
                 con.executemany("INSERT OR REPLACE INTO files VALUES (?,?,?,?,?,?,?,?)",
                                 [(p,) + v for p, v in dirty.items()])
                 con.executemany("INSERT OR REPLACE INTO listings VALUES (?,?,?)", listing_rows)
-                con.executemany("INSERT OR REPLACE INTO contexts VALUES (?,?,?,?)", context_rows)
+                con.executemany("INSERT OR REPLACE INTO context_trees VALUES (?,?,?,?,?)", context_rows)
         finally:
             con.close()
 
@@ -464,6 +477,24 @@ def _listing(context: str, dockerfile_in_context: str | None, stat_cache: StatCa
     return out
 
 
+def _context_stats(context: str, dockerfile_in_context: str | None, stat_cache: StatCache):
+    """(stat rows in listing order, newest mtime, when the stats were taken, the context's row name, the
+    stats' digest): one lstat per listed file."""
+    prefix = context if context.endswith("/") else context + "/"  # = os.path.join(context, rel), faster
+    listing = _listing(context, dockerfile_in_context, stat_cache)
+    recorded = time.time_ns()   # before the first lstat: an edit after it is racy, never missed
+    stats, newest = [], 0
+    for rel, is_dir in listing:
+        if is_dir:
+            stats.append((rel,))    # an empty directory is an entry too
+        else:
+            st = os.lstat(prefix + rel)
+            stats.append((rel, st.st_mode, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns))
+            newest = max(newest, st.st_mtime_ns)
+    row = f"{context}\0{dockerfile_in_context or ''}"
+    return stats, newest, recorded, row, xxhash.xxh3_128_hexdigest(repr(stats).encode())
+
+
 def context_entries(context: str, dockerfile_in_context: str | None, stat_cache: StatCache):
     """Entries a `docker build` of this context sends, `.dockerignore` applied as the engine applies it
     (moby's matcher, `dockerignore.py`), sorted by path.
@@ -472,27 +503,33 @@ def context_entries(context: str, dockerfile_in_context: str | None, stat_cache:
     keys the listing cache only: BuildKit sends the Dockerfile apart and `COPY . /dst` leaves it out when
     a pattern matches it. The Dockerfile's bytes are a separate key input in any case.
     """
-    prefix = context if context.endswith("/") else context + "/"  # = os.path.join(context, rel), faster
+    return _hashed_context(context, dockerfile_in_context, stat_cache)[0]
+
+
+def context_tree(context: str, dockerfile_in_context: str | None, stat_cache: StatCache) -> str:
+    """`tree_digest(context_entries(...))`, answered from the context's last hashing without decoding its
+    entries when no listed file's stat changed (a no-op needs only this digest)."""
+    return _hashed_context(context, dockerfile_in_context, stat_cache, tree_only=True)[1]
+
+
+def _hashed_context(context: str, dockerfile_in_context: str | None, stat_cache: StatCache,
+                    tree_only: bool = False) -> tuple[list | None, str | None]:
+    """(entries, tree digest); with `tree_only` the entries may be None."""
+    prefix = context if context.endswith("/") else context + "/"
     with Progress(f"build context {_shown(context)}") as progress:
-        listing = _listing(context, dockerfile_in_context, stat_cache)
         # Fast path: when every listed file has the stat it had when this context was last hashed (and none
         # was racy then: StatCache's rule, mtime clearly older than that hashing), the entries are that
         # hashing's: one lstat per file and one digest of the stats, without a per-file lookup in the stat
-        # cache (most of a 10,000-file no-op's CPU).
-        recorded = time.time_ns()   # before the first lstat: an edit after it is racy, never missed
-        stats, newest = [], 0
-        for rel, is_dir in listing:
-            if is_dir:
-                stats.append((rel,))    # an empty directory is an entry too
-            else:
-                st = os.lstat(prefix + rel)
-                stats.append((rel, st.st_mode, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns))
-                newest = max(newest, st.st_mtime_ns)
-        row = f"{context}\0{dockerfile_in_context or ''}"
-        stats_digest = xxhash.xxh3_128_hexdigest(repr(stats).encode())
+        # cache (most of a 10,000-file no-op's CPU), and for the digest alone without decoding the entries.
+        stats, newest, recorded, row, stats_digest = _context_stats(context, dockerfile_in_context, stat_cache)
+        if tree_only:
+            known_tree = stat_cache.context_tree(row, stats_digest)
+            if known_tree is not None and newest + StatCache.RACY_WINDOW_NS < known_tree[1]:
+                return None, known_tree[0]
         known = stat_cache.context(row, stats_digest)
         if known is not None and newest + StatCache.RACY_WINDOW_NS < known[1]:
-            return list(known[0])
+            entries = list(known[0])
+            return entries, None if not tree_only else tree_digest(entries)
         out = []
         for taken in stats:   # the listing's order, each file with the stat just taken
             progress.entry()
@@ -503,8 +540,8 @@ def context_entries(context: str, dockerfile_in_context: str | None, stat_cache:
             if e:
                 out.append(e)
         out.sort()
-        stat_cache.set_context(row, stats_digest, out, recorded)
-    return out
+        tree = stat_cache.set_context(row, stats_digest, out, recorded)
+    return out, tree
 
 
 class _stat_like:

@@ -7,6 +7,8 @@ import shutil
 import sqlite3
 import time
 
+import pytest
+
 from copilot_doit.cache import Cache
 from copilot_doit.hashing import Key, StatCache, context_entries, tree_digest
 
@@ -215,7 +217,7 @@ def test_concurrent_checks_read_the_stat_cache_rows_once(tmp_path, monkeypatch):
     sc = StatCache(db)
     db_ctx = sqlite3.connect(db)
     with db_ctx:
-        db_ctx.execute("DELETE FROM contexts")   # no fast path: every file is looked up
+        db_ctx.execute("DELETE FROM context_trees")   # no fast path: every file is looked up
     db_ctx.close()
     monkeypatch.setattr(StatCache, "POINT_LOOKUPS", 0)    # a big workspace: all rows read at once
     reads = []
@@ -292,6 +294,52 @@ def test_an_unchanged_context_is_answered_from_its_last_hashing(tmp_path, monkey
     assert kinds["app/a.txt"] == "x"
 
 
+def test_context_tree_answers_an_unchanged_context_without_decoding_its_entries(tmp_path, monkeypatch):
+    """The no-op's form of the fast path: the tree digest kept beside the entries; every change that the
+    entries see changes it too (checked against a walk with no cache at all)."""
+    from copilot_doit.hashing import context_tree
+    ctx = make_context(tmp_path / "ctx")
+    db = tmp_path / "state.db"
+
+    def truth():
+        return tree_digest(context_entries(str(ctx), "Dockerfile", StatCache(None)))
+
+    def tree(decoding_allowed=True):
+        sc = StatCache(db)
+        if not decoding_allowed:
+            monkeypatch.setattr(sc, "context", lambda *a: pytest.fail("the entries were decoded"))
+            real = sc.file_digest   # the .dockerignore is read (it keys the listing); no other file is
+
+            def file_digest(path, st=None):
+                if not path.endswith(".dockerignore"):
+                    pytest.fail(f"{path} was looked up")
+                return real(path, st)
+            monkeypatch.setattr(sc, "file_digest", file_digest)
+        out = context_tree(str(ctx), "Dockerfile", sc)
+        sc.flush()
+        return out
+
+    original = truth()
+    assert tree() == original                               # first: every file hashed
+    assert tree(decoding_allowed=False) == original         # warm: the kept digest
+    a = ctx / "app" / "a.txt"
+    before = a.stat()
+    a.write_text("b")                                       # same size, mtime put back: only ctime tells
+    os.utime(a, ns=(before.st_atime_ns, before.st_mtime_ns))
+    edited = tree()
+    assert edited == truth() != original
+    assert tree(decoding_allowed=False) == edited == truth()
+    (ctx / "app" / "new.txt").write_text("n")               # racy: never answered from the kept digest
+    assert tree() == truth()
+    assert tree() == truth()
+    (ctx / "app" / "d").mkdir()                             # an empty directory is an entry too
+    old = time.time() - 10
+    for p in (ctx / "app", ctx / "app" / "d", ctx / "app" / "new.txt"):
+        os.utime(p, (old, old))
+    assert tree() == truth()
+    assert tree(decoding_allowed=False) == truth()
+
+
 def test_a_few_lookups_read_single_rows_many_read_them_all(tmp_path, monkeypatch):
     ctx = make_context(tmp_path / "ctx")
     db = tmp_path / "state.db"
@@ -299,7 +347,7 @@ def test_a_few_lookups_read_single_rows_many_read_them_all(tmp_path, monkeypatch
     expected = digest(ctx, first)
     first.flush()
     with sqlite3.connect(db) as con:
-        con.execute("DELETE FROM contexts")
+        con.execute("DELETE FROM context_trees")
     reads = []
     real = StatCache._read_rows
     monkeypatch.setattr(StatCache, "_read_rows", lambda self: reads.append(1) or real(self))

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from copilot_doit import dockerignore
-from copilot_doit.hashing import StatCache, context_entries, digest_bytes
+from copilot_doit.hashing import StatCache, context_entries, context_tree, digest_bytes, tree_digest
 from copilot_doit.dockerignore import sent_paths
 
 OLD = time.time() - 100
@@ -241,6 +241,11 @@ def test_cached_listing_equals_a_fresh_walk_after_any_changes(ops):
             age(*[q for q in touched if q.exists()], when=when)
             sc = StatCache(db)
             got = {e[0]: e[1] for e in context_entries(str(ctx), "Dockerfile", sc)}
+            sc.flush()
+            # The no-op's digest, from the same stat cache, is the digest of an uncached walk's entries.
+            sc = StatCache(db)
+            assert context_tree(str(ctx), "Dockerfile", sc) == \
+                tree_digest(context_entries(str(ctx), "Dockerfile", StatCache(None)))
             sc.flush()
             assert set(got) == {q for q, _ in sent_paths(str(ctx))}
             for q, kind in got.items():

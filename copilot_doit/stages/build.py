@@ -18,7 +18,8 @@ import os
 from .. import engine
 from ..base_images import BaseImageMemo, resolve_all
 from ..errors import ServiceUnavailable
-from ..hashing import Key, StatCache, changed_paths, context_entries, digest_bytes, digest_value, tree_digest
+from ..hashing import (Key, StatCache, changed_paths, context_entries, context_tree, digest_bytes, digest_value,
+                       tree_digest)
 from ..manifest import BuildConfig
 from ..session import Session
 from ..words import few, plural
@@ -43,16 +44,22 @@ def _engine_inspect_or_none(ref: str) -> dict | None:
 
 
 def key(cfg: BuildConfig, workload: str, stat_cache: StatCache, memo: BaseImageMemo | None = None,
-        registry_head=None) -> tuple[Key, dict]:
-    """(key, description of the inputs for explanations)."""
+        registry_head=None, entries: bool = True) -> tuple[Key, dict]:
+    """(key, description of the inputs for explanations). Without `entries` the description lacks the
+    context's entries (`with_entries` adds them): an up-to-date check needs only their digest, which an
+    unchanged context answers without decoding them."""
     dockerfile_bytes = cfg.dockerfile.read_bytes()
-    entries = context_entries(str(cfg.context), cfg.dockerfile_in_context(), stat_cache)
+    if entries:
+        listed = context_entries(str(cfg.context), cfg.dockerfile_in_context(), stat_cache)
+        tree = tree_digest(listed)
+    else:
+        listed, tree = None, context_tree(str(cfg.context), cfg.dockerfile_in_context(), stat_cache)
     bases = resolve_all(dockerfile_bytes.decode(errors="replace"), cfg.args, memo, platform=cfg.platform,
                         engine_inspect=_engine_inspect_or_none, registry_head=registry_head)
     inputs = {
         "dockerfile": digest_bytes(dockerfile_bytes),
         "dockerfile_name": cfg.dockerfile_in_context() or cfg.dockerfile.name,
-        "context": tree_digest(entries),
+        "context": tree,
         # Digests only: a build arg may carry a secret from ${VAR}, and inputs are kept in the cache.
         "args": {k: digest_value(v) for k, v in sorted(cfg.args.items())},
         "target": cfg.target,
@@ -61,7 +68,17 @@ def key(cfg: BuildConfig, workload: str, stat_cache: StatCache, memo: BaseImageM
         "base_images": {ref: r.get("digest") or r.get("image_id") for ref, r in bases.items()},
     }
     notes = {ref: r["note"] for ref, r in bases.items() if r.get("note")}
-    return Key.of(SALT, inputs), {**inputs, "context_entries": entries, "base_notes": notes}
+    described = {**inputs, "base_notes": notes}
+    if listed is not None:
+        described["context_entries"] = listed
+    return Key.of(SALT, inputs), described
+
+
+def with_entries(cfg: BuildConfig, inputs: dict, stat_cache: StatCache) -> dict:
+    """The description with the context's entries (what an explanation and a record need)."""
+    if "context_entries" not in inputs:
+        inputs["context_entries"] = context_entries(str(cfg.context), cfg.dockerfile_in_context(), stat_cache)
+    return inputs
 
 
 def local_tag(app: str, workload: str, k: Key) -> tuple[str, str]:
@@ -115,7 +132,7 @@ def status(s: Session, name: str, env: str) -> Status:
         if cfg is None:
             return Status(False, f"nothing to build: image.location {m.image.get('location')}", None,
                           {"location": m.image.get("location")})
-        k, inputs = key(cfg, name, s.stat_cache, base_memo(s), _registry_head(s, env))
+        k, inputs = key(cfg, name, s.stat_cache, base_memo(s), _registry_head(s, env), entries=False)
         notes = "".join(f"; base image {ref}: {note}" for ref, note in inputs.pop("base_notes").items())
         rec = s.cache.get_action("build", k)
         if rec:
@@ -126,6 +143,7 @@ def status(s: Session, name: str, env: str) -> Status:
             if in_engine:
                 return Status(False, f"image {rec['result']['image_id'][:19]} built from the same inputs is in "
                                      f"the engine{notes}", k, rec["result"], inputs)
+        inputs = with_entries(cfg, inputs, s.stat_cache)   # for the explanation and the record
         # Built elsewhere (another runner, or this engine was pruned): the registry has its content tag.
         repo_name = s.repository_name(name)
         digest = s.target(env).tag_digest(repo_name, f"ck-{k.hex}")

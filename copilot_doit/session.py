@@ -246,7 +246,7 @@ class Session:
         environment's and one or two workloads'), each asked for by name — an account may hold hundreds of
         stacks, and a walk of them costs a page (a round trip) per hundred. `every`: the whole listing
         (plan's orphan search)."""
-        if not every and env not in self._stacks and 1 + len(self.names) <= STACKS_BY_NAME:
+        if not every and self._by_name(env):
             return StacksByName(self, env)
         listing = self._stacks.get(env)
         if listing is None:
@@ -263,6 +263,27 @@ class Session:
                         else:
                             self._stacks[env] = listing
         return listing  # a local: another thread's changed() may drop the entry at any moment
+
+    def _by_name(self, env: str) -> bool:
+        return env not in self._stacks and 1 + len(self.names) <= STACKS_BY_NAME
+
+    def read_ahead(self, env: str) -> list[threading.Thread]:
+        """Started threads reading, by name, the selected workloads' stacks of `env` when this run asks for
+        stacks by name (`stacks`): each workload's deploy check, at the end of its chain of checks (build,
+        push, package, lint), then finds its stack read already instead of waiting one more round trip
+        (~20 ms of a one-workload no-op on the emulator). None when the env's stacks come from one walk."""
+        if not self._by_name(env):
+            return []   # the first check walks the region, once (not here: that would hold up the checks)
+
+        def read(name: str) -> None:
+            try:
+                self.stack(env, name)
+            except Exception:  # noqa: BLE001 — the deploy check asks again and reports it in its words
+                pass
+        threads = [threading.Thread(target=read, args=(self.stack_name(n, env),), daemon=True) for n in self.names]
+        for t in threads:
+            t.start()
+        return threads
 
     def stack(self, env: str, name: str) -> dict | None:
         """One stack of the environment (None: there is none), asked once per run until changed(env)."""

@@ -69,6 +69,11 @@ def prefetch(session) -> None:
             warming.append(session.target(env).warm_up())
         except Exception:  # noqa: BLE001 — a target that cannot be made is reported by the check itself
             pass
+    for env in session.envs:
+        try:
+            warming += session.read_ahead(env)
+        except Exception:  # noqa: BLE001 — as above: the checks report it
+            pass
     try:
         _check_all(session, jobs, workloads)
     finally:

@@ -325,7 +325,7 @@ class StatCache:
         decoding the entries (a no-op needs only the digest)."""
         with self._lock:
             found = self._load_contexts().get(root)
-            return None if found is None or found[0] != stats or not found[3] else (found[3], found[2])
+            return None if found is None or found[0] != stats else (found[3], found[2])
 
     def set_context(self, root: str, stats: str, entries: list, recorded_ns: int) -> str:
         """Record a context's hashing; returns the entries' tree digest (kept beside them)."""
@@ -477,10 +477,9 @@ def _listing(context: str, dockerfile_in_context: str | None, stat_cache: StatCa
     return out
 
 
-def _context_stats(context: str, dockerfile_in_context: str | None, stat_cache: StatCache):
+def _context_stats(context: str, prefix: str, dockerfile_in_context: str | None, stat_cache: StatCache):
     """(stat rows in listing order, newest mtime, when the stats were taken, the context's row name, the
     stats' digest): one lstat per listed file."""
-    prefix = context if context.endswith("/") else context + "/"  # = os.path.join(context, rel), faster
     listing = _listing(context, dockerfile_in_context, stat_cache)
     recorded = time.time_ns()   # before the first lstat: an edit after it is racy, never missed
     stats, newest = [], 0
@@ -514,22 +513,18 @@ def context_tree(context: str, dockerfile_in_context: str | None, stat_cache: St
 
 def _hashed_context(context: str, dockerfile_in_context: str | None, stat_cache: StatCache,
                     tree_only: bool = False) -> tuple[list | None, str | None]:
-    """(entries, tree digest); with `tree_only` the entries may be None."""
-    prefix = context if context.endswith("/") else context + "/"
+    """(entries, tree digest); on the fast path only the one asked for (the other is None)."""
+    prefix = context if context.endswith("/") else context + "/"  # = os.path.join(context, rel), faster
     with Progress(f"build context {_shown(context)}") as progress:
         # Fast path: when every listed file has the stat it had when this context was last hashed (and none
         # was racy then: StatCache's rule, mtime clearly older than that hashing), the entries are that
         # hashing's: one lstat per file and one digest of the stats, without a per-file lookup in the stat
         # cache (most of a 10,000-file no-op's CPU), and for the digest alone without decoding the entries.
-        stats, newest, recorded, row, stats_digest = _context_stats(context, dockerfile_in_context, stat_cache)
-        if tree_only:
-            known_tree = stat_cache.context_tree(row, stats_digest)
-            if known_tree is not None and newest + StatCache.RACY_WINDOW_NS < known_tree[1]:
-                return None, known_tree[0]
-        known = stat_cache.context(row, stats_digest)
+        stats, newest, recorded, row, stats_digest = _context_stats(context, prefix, dockerfile_in_context,
+                                                                    stat_cache)
+        known = (stat_cache.context_tree if tree_only else stat_cache.context)(row, stats_digest)
         if known is not None and newest + StatCache.RACY_WINDOW_NS < known[1]:
-            entries = list(known[0])
-            return entries, None if not tree_only else tree_digest(entries)
+            return (None, known[0]) if tree_only else (list(known[0]), None)
         out = []
         for taken in stats:   # the listing's order, each file with the stat just taken
             progress.entry()

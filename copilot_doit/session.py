@@ -252,17 +252,20 @@ class Session:
         if listing is None:
             with self.lock_for(("stacks", env)):
                 listing = self._stacks.get(env)
-                while listing is None:
-                    # A stage that changes a stack of this env (changed(env)) while the walk is on the wire
-                    # makes it stale: kept only if no change came meanwhile, else read again.
-                    seen = self._stack_changes.get(env, 0)
-                    listing = self.target(env).describe_stacks()
-                    with self._locks_lock:
-                        if self._stack_changes.get(env, 0) != seen:
-                            listing = None
-                        else:
-                            self._stacks[env] = listing
+                if listing is None:   # (an env without stacks is an empty listing, remembered too)
+                    listing = self._remember(env, env, self.target(env).describe_stacks)
         return listing  # a local: another thread's changed() may drop the entry at any moment
+
+    def _remember(self, env: str, key, read: Callable):
+        """`read()`, remembered under `key` — unless a stage changed a stack of this env (changed(env))
+        while it was on the wire: then it is stale, and read again."""
+        while True:
+            seen = self._stack_changes.get(env, 0)
+            value = read()
+            with self._locks_lock:
+                if self._stack_changes.get(env, 0) == seen:
+                    self._stacks[key] = value
+                    return value
 
     def _by_name(self, env: str) -> bool:
         return env not in self._stacks and 1 + len(self.names) <= STACKS_BY_NAME
@@ -294,14 +297,8 @@ class Session:
             pass
         with self.lock_for(("stack", env, name)):
             found = self._stacks.get(key)
-            while found is None:   # read again when a change came while it was on the wire (see stacks)
-                seen = self._stack_changes.get(env, 0)
-                found = {"stack": self.target(env).describe_stack(name)}
-                with self._locks_lock:
-                    if self._stack_changes.get(env, 0) != seen:
-                        found = None
-                    else:
-                        self._stacks[key] = found
+            if found is None:
+                found = self._remember(env, key, lambda: {"stack": self.target(env).describe_stack(name)})
             return found["stack"]
 
     def changed(self, env: str | None = None, name: str | None = None) -> None:

@@ -13,6 +13,7 @@ the result once the world confirms it. `tasks.py` (doit) and `plan.py` read this
 """
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import Callable
 
@@ -67,12 +68,8 @@ def prefetch(session) -> None:
     for env in session.envs:
         try:
             warming.append(session.target(env).warm_up())
+            warming += session.read_ahead(env)   # the workloads' stacks, when read by name
         except Exception:  # noqa: BLE001 — a target that cannot be made is reported by the check itself
-            pass
-    for env in session.envs:
-        try:
-            warming += session.read_ahead(env)
-        except Exception:  # noqa: BLE001 — as above: the checks report it
             pass
     try:
         _check_all(session, jobs, workloads)
@@ -95,7 +92,6 @@ def _check_all(session, jobs: list, workloads: list) -> None:
         # One pipeline is a chain (build, push, package, lint, deploy), but the environment's check (its
         # DescribeStacks) does not depend on the image: it runs in one plain thread while this one
         # computes build and push; package then waits for it. No pool (its import alone costs ~2 ms).
-        import threading
         side = [threading.Thread(target=check, args=(job,), daemon=True) for job in jobs[:-1]]
         for t in side:
             t.start()
@@ -106,7 +102,6 @@ def _check_all(session, jobs: list, workloads: list) -> None:
         return
     # Plain threads taking jobs in order, not a ThreadPoolExecutor: concurrent.futures imports logging
     # (~10 ms of a no-op here) for nothing this needs.
-    import threading
     todo = iter(jobs)
     take = threading.Lock()
 

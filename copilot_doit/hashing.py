@@ -6,6 +6,7 @@ it (`dockerignore.py`, moby's semantics) and reuses the previous walk for unchan
 from __future__ import annotations
 
 import json
+import marshal
 import os
 import sqlite3
 import stat as statmod
@@ -176,8 +177,10 @@ class StatCache:
         return con
 
     # A run that looks up only a few files (an unchanged context answers from its last hashing and only
-    # reads its `.dockerignore` here) asks SQLite for each; past this many, it reads every row once.
-    POINT_LOOKUPS = 64
+    # reads its `.dockerignore` here) asks SQLite for each; past this many, it reads every row once. A
+    # lookup costs ~20 us, reading every row ~6 us per row: 500 workloads x 200 files (P6 of issue 12),
+    # half with a `.dockerignore`, read 100,000 rows (0.6 s) for 250 lookups with the first bound, 64.
+    POINT_LOOKUPS = 1024
 
     def _row(self, path: str) -> tuple | None:
         """The recorded row of one file: this run's own write, the loaded rows, or one SELECT."""
@@ -491,7 +494,10 @@ def _context_stats(context: str, prefix: str, dockerfile_in_context: str | None,
             stats.append((rel, st.st_mode, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns))
             newest = max(newest, st.st_mtime_ns)
     row = f"{context}\0{dockerfile_in_context or ''}"
-    return stats, newest, recorded, row, xxhash.xxh3_128_hexdigest(repr(stats).encode())
+    # marshal, not repr: a fifth of the time for 200 rows (~0.07 ms vs ~0.3 ms, per context and no-op).
+    # Format 2, which has no back-references, so the bytes depend on the values only (format 3+ marks an
+    # object by its reference count); another Python's marshal only costs one slow path, never a wrong tree.
+    return stats, newest, recorded, row, xxhash.xxh3_128_hexdigest(marshal.dumps(stats, 2))
 
 
 def context_entries(context: str, dockerfile_in_context: str | None, stat_cache: StatCache):

@@ -107,19 +107,20 @@ def team_key(ws: Workspace, cache_root: Path):
     return TeamKey(key_source_from_config(ws.cache_config), _cache_client_factory(cfg, cache_root))
 
 
-def check_build_context(m: Manifest, root: Path) -> None:
+def check_build_context(m: Manifest, root: Path, resolved_root: Path, home: Path) -> None:
     """The build context is sent to the engine and hashed file by file: the filesystem root or a home
     folder would take minutes and send secrets along, so they are refused; a context outside the
-    repository is accepted (Copilot accepts it) with a warning."""
+    repository is accepted (Copilot accepts it) with a warning. `resolved_root`, `home`: `root` and the
+    user's home folder resolved (once per run, not per workload)."""
     cfg = m.build_config(root)
     if cfg is None:
         return
-    context = Path(cfg.context).resolve()
+    context = cfg.context   # resolved already
     path = ("image", "build", "context") if isinstance(m.image.get("build"), dict) else ("image", "build")
-    if context == Path("/") or context == Path.home().resolve() or context.parent == Path("/home"):
+    if context == Path("/") or context == home or context.parent == Path("/home"):
         m.fail(path, f"the build context {context} is the filesystem root or a home folder",
                allowed="a folder holding the Dockerfile's inputs, relative to the workspace root")
-    if not context.is_relative_to(root.resolve()):
+    if not context.is_relative_to(resolved_root):
         print(f"warning: {m.file}: the build context {context} is outside the workspace {root}", file=sys.stderr)
 
 
@@ -210,8 +211,9 @@ class Session:
             e: load_environment(self.ws.env_manifest_path(e), self.ws.app, e) for e in self.envs}
         self.manifests: dict[tuple[str, str], Manifest] = {
             (n, e): load_workload(self.ws.manifest_path(n), self.ws.app, e, n) for n in self.names for e in self.envs}
+        resolved_root, home = self.ws.root.resolve(), Path.home().resolve()
         for m in self.manifests.values():  # paths too (Dockerfile, context, env_file): a stat each
-            check_build_context(m, self.ws.root)
+            check_build_context(m, self.ws.root, resolved_root, home)
             if m.data.get("env_file") and not (self.ws.root / m.data["env_file"]).is_file():
                 m.fail(("env_file",), f"{self.ws.root / m.data['env_file']} does not exist",
                        allowed="a path relative to the workspace root (the folder above the workspace)")

@@ -44,16 +44,18 @@ def _engine_inspect_or_none(ref: str) -> dict | None:
 
 
 def key(cfg: BuildConfig, workload: str, stat_cache: StatCache, memo: BaseImageMemo | None = None,
-        registry_head=None, entries: bool = True) -> tuple[Key, dict]:
+        registry_head=None, entries: bool = True, tree: str | None = None) -> tuple[Key, dict]:
     """(key, description of the inputs for explanations). Without `entries` the description lacks the
     context's entries (`with_entries` adds them): an up-to-date check needs only their digest, which an
-    unchanged context answers without decoding them."""
+    unchanged context answers without decoding them. `tree`: that digest, when the caller has it."""
     dockerfile_bytes = cfg.dockerfile.read_bytes()
     if entries:
         listed = context_entries(str(cfg.context), cfg.dockerfile_in_context(), stat_cache)
         tree = tree_digest(listed)
     else:
-        listed, tree = None, context_tree(str(cfg.context), cfg.dockerfile_in_context(), stat_cache)
+        listed = None
+        if tree is None:
+            tree = context_tree(str(cfg.context), cfg.dockerfile_in_context(), stat_cache)
     bases = resolve_all(dockerfile_bytes.decode(errors="replace"), cfg.args, memo, platform=cfg.platform,
                         engine_inspect=_engine_inspect_or_none, registry_head=registry_head)
     inputs = {
@@ -72,6 +74,24 @@ def key(cfg: BuildConfig, workload: str, stat_cache: StatCache, memo: BaseImageM
     if listed is not None:
         described["context_entries"] = listed
     return Key.of(SALT, inputs), described
+
+
+def context_digest(s: Session, cfg: BuildConfig) -> str:
+    """The context's tree digest, once per run for each context and Dockerfile name."""
+    dockerfile_in_context = cfg.dockerfile_in_context()
+    return s.memo(("context-tree", str(cfg.context), dockerfile_in_context),
+                  lambda: context_tree(str(cfg.context), dockerfile_in_context, s.stat_cache))
+
+
+def hash_context(s: Session, name: str, env: str) -> None:
+    """Compute the workload's context digest ahead of its checks (stages.prefetch); a failure is left for
+    the status to report."""
+    try:
+        cfg = s.manifests[(name, env)].build_config(s.ws.root)
+        if cfg is not None:
+            context_digest(s, cfg)
+    except Exception:  # noqa: BLE001 — the status asks again and reports it in its words
+        pass
 
 
 def with_entries(cfg: BuildConfig, inputs: dict, stat_cache: StatCache) -> dict:
@@ -132,7 +152,8 @@ def status(s: Session, name: str, env: str) -> Status:
         if cfg is None:
             return Status(False, f"nothing to build: image.location {m.image.get('location')}", None,
                           {"location": m.image.get("location")})
-        k, inputs = key(cfg, name, s.stat_cache, base_memo(s), _registry_head(s, env), entries=False)
+        k, inputs = key(cfg, name, s.stat_cache, base_memo(s), _registry_head(s, env), entries=False,
+                        tree=context_digest(s, cfg))
         notes = "".join(f"; base image {ref}: {note}" for ref, note in inputs.pop("base_notes").items())
         rec = s.cache.get_action("build", k)
         if rec:

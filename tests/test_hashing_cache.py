@@ -118,6 +118,27 @@ def test_cache_objects_and_records_are_verified(tmp_path, capsys):
     assert c.get_action("build", k) is None
 
 
+def test_a_record_is_verified_alike_from_its_written_bytes_and_from_other_json(tmp_path, monkeypatch):
+    """get_action checks a record as written (canonical JSON, `check` first) by the digest of its bytes, and
+    any other JSON of it by encoding the body again: both accept the sound record, both reject an edit."""
+    from copilot_doit import cache as cache_mod
+    c = Cache(tmp_path)
+    k = Key.of("push/1", {"x": 1})
+    c.put_action("push", k, {"digest": "sha256:1", "tags": ["é"]})
+    rec_path = tmp_path / "actions" / "push" / f"{k.hex}.json"
+    written = rec_path.read_bytes()
+    encodings = []
+    real = cache_mod.digest_value
+    monkeypatch.setattr(cache_mod, "digest_value", lambda v: encodings.append(1) or real(v))
+    assert c.get_action("push", k)["result"]["tags"] == ["é"] and encodings == []    # from the bytes
+    rec_path.write_text(json.dumps(json.loads(written), indent=1))                   # same record, other JSON
+    assert c.get_action("push", k)["result"]["digest"] == "sha256:1" and encodings == [1]
+    for edited in (written.replace(b"sha256:1", b"sha256:2"),                         # either form, edited
+                   json.dumps(json.loads(written.replace(b"sha256:1", b"sha256:2")), indent=1).encode()):
+        rec_path.write_bytes(edited)
+        assert c.get_action("push", k) is None and not rec_path.exists()
+
+
 def test_atomic_write_leaves_no_partial_file(tmp_path, monkeypatch):
     from copilot_doit import cache as cache_mod
     c = Cache(tmp_path)

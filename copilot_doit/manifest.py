@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import copy
 import os
-from collections import ChainMap
 import re
+from collections import ChainMap
 from dataclasses import dataclass, field
 from pathlib import Path
 

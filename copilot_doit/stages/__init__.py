@@ -98,44 +98,39 @@ def _check_all(session, jobs: list, workloads: list) -> None:
         except Exception:  # noqa: BLE001 — reported, cleanly, when doit asks for this stage itself
             pass
 
-    if len(workloads) < 2:
-        # One pipeline is a chain (build, push, package, lint, deploy), but the environment's check (its
-        # DescribeStacks) does not depend on the image: it runs in one plain thread while this one
-        # computes build and push; package then waits for it. No pool (its import alone costs ~2 ms).
-        side = [threading.Thread(target=check, args=(job,), daemon=True) for job in jobs[:-1]]
-        for t in side:
-            t.start()
-        for job in jobs[-1:]:
-            check(job)
-        for t in side:
-            t.join()
-        return
-    # The environments' checks (a DescribeStacks walk: round trips) start at once, in threads of their own;
-    # meanwhile this thread hashes every build context, one after another — an lstat per file, 100,000 for
-    # 500 workloads: each lstat releases the GIL, and with eight threads contending for it the same pass
-    # cost twice the CPU (P6 of issue 12: ~4.5 ms per 200-file context instead of ~2.2). Then threads take
-    # the workloads' checks (mostly round trips now) in order. Plain threads, not a ThreadPoolExecutor:
-    # concurrent.futures imports logging (~10 ms of a no-op here) for nothing this needs.
-    envs = [job for job in jobs if job[0] is ENV]
-    side = [threading.Thread(target=check, args=(job,), daemon=True) for job in envs]
+    # The environments' checks (a DescribeStacks walk, or reads by name: round trips) depend on no image:
+    # each starts at once, in a thread of its own.
+    side = [threading.Thread(target=check, args=(job,), daemon=True) for job in jobs if job[0] is ENV]
     for t in side:
         t.start()
-    for _, name, env in workloads:
-        build.hash_context(session, name, env)
-    todo = iter(job for job in jobs if job[0] is not ENV)
-    take = threading.Lock()
-
-    def worker():
-        while True:
-            with take:
-                job = next(todo, None)
-            if job is None:
-                return
+    workers = []
+    if len(workloads) < 2:
+        # One pipeline is a chain (build, push, package, lint, deploy): this thread computes it, and package
+        # waits for the environment's check. No pool (its import alone costs ~2 ms).
+        for job in workloads:
             check(job)
-    workers = [threading.Thread(target=worker, daemon=True)
-               for _ in range(min(MAX_CONCURRENT_CHECKS, len(jobs) - len(envs)))]
-    for t in workers:
-        t.start()
+    else:
+        # Meanwhile this thread hashes every build context, one after another — an lstat per file, 100,000
+        # for 500 workloads: each lstat releases the GIL, and with eight threads contending for it the same
+        # pass cost twice the CPU (P6 of issue 12: ~4.5 ms per 200-file context instead of ~2.2). Then
+        # threads take the workloads' checks (mostly round trips now) in order. Plain threads, not a
+        # ThreadPoolExecutor: concurrent.futures imports logging (~10 ms of a no-op here) for nothing this needs.
+        for _, name, env in workloads:
+            build.hash_context(session, name, env)
+        todo = iter(workloads)
+        take = threading.Lock()
+
+        def worker():
+            while True:
+                with take:
+                    job = next(todo, None)
+                if job is None:
+                    return
+                check(job)
+        workers = [threading.Thread(target=worker, daemon=True)
+                   for _ in range(min(MAX_CONCURRENT_CHECKS, len(workloads)))]
+        for t in workers:
+            t.start()
     for t in workers + side:
         t.join()
 

@@ -44,18 +44,15 @@ def _engine_inspect_or_none(ref: str) -> dict | None:
 
 
 def key(cfg: BuildConfig, workload: str, stat_cache: StatCache, memo: BaseImageMemo | None = None,
-        registry_head=None, entries: bool = True, tree: str | None = None) -> tuple[Key, dict]:
-    """(key, description of the inputs for explanations). Without `entries` the description lacks the
-    context's entries (`with_entries` adds them): an up-to-date check needs only their digest, which an
-    unchanged context answers without decoding them. `tree`: that digest, when the caller has it."""
+        registry_head=None, tree: str | None = None) -> tuple[Key, dict]:
+    """(key, description of the inputs for explanations). Given the context's tree digest (`tree`, what an
+    up-to-date check needs: `context_digest`), the description lacks the context's entries (`with_entries`
+    adds them); without it, the entries are listed and digested here."""
     dockerfile_bytes = cfg.dockerfile.read_bytes()
-    if entries:
+    listed = None
+    if tree is None:
         listed = context_entries(str(cfg.context), cfg.dockerfile_in_context(), stat_cache)
         tree = tree_digest(listed)
-    else:
-        listed = None
-        if tree is None:
-            tree = context_tree(str(cfg.context), cfg.dockerfile_in_context(), stat_cache)
     bases = resolve_all(dockerfile_bytes.decode(errors="replace"), cfg.args, memo, platform=cfg.platform,
                         engine_inspect=_engine_inspect_or_none, registry_head=registry_head)
     inputs = {
@@ -152,8 +149,7 @@ def status(s: Session, name: str, env: str) -> Status:
         if cfg is None:
             return Status(False, f"nothing to build: image.location {m.image.get('location')}", None,
                           {"location": m.image.get("location")})
-        k, inputs = key(cfg, name, s.stat_cache, base_memo(s), _registry_head(s, env), entries=False,
-                        tree=context_digest(s, cfg))
+        k, inputs = key(cfg, name, s.stat_cache, base_memo(s), _registry_head(s, env), tree=context_digest(s, cfg))
         notes = "".join(f"; base image {ref}: {note}" for ref, note in inputs.pop("base_notes").items())
         rec = s.cache.get_action("build", k)
         if rec:

@@ -85,3 +85,61 @@ def test_the_no_op_modules_load_neither_http_client_nor_ssl():
             "print(sorted(m for m in ('http.client', 'ssl', 'email.parser', 'encodings.idna') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]", out
+
+
+def _answer_and_hold(listener: socket.socket, answer: bytes, closed_by_client: list) -> None:
+    """Answer, then keep the connection open until the client closes it (werkzeug, the emulator's server,
+    closed ~10 ms after its answer: a client waiting for the close paid that on every call)."""
+    conn, _ = listener.accept()
+    with conn:
+        conn.settimeout(10)
+        data = b""
+        while b"\r\n\r\n" not in data:
+            data += conn.recv(4096)
+        conn.sendall(answer)
+        try:
+            closed_by_client.append(conn.recv(1) == b"")
+        except OSError:
+            closed_by_client.append(False)
+
+
+@pytest.mark.parametrize("method,answer,body", [
+    ("GET", b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello", b"hello"),
+    ("GET", b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", b""),
+    ("HEAD", b"HTTP/1.1 200 OK\r\nContent-Length: 512\r\nDocker-Content-Digest: sha256:ab\r\n\r\n", b""),
+    ("GET", b"HTTP/1.1 204 No Content\r\n\r\n", b""),
+])
+def test_a_framed_answer_ends_where_its_framing_says_not_at_the_close(method, answer, body):
+    listener = socket.create_server(("127.0.0.1", 0))
+    closed: list = []
+    t = threading.Thread(target=_answer_and_hold, args=(listener, answer, closed))
+    t.start()
+    try:
+        # The peer never closes first: waiting for its close would end in socket.timeout.
+        r = plainhttp.request(method, "/x", host="127.0.0.1", port=listener.getsockname()[1], read_timeout=3)
+    finally:
+        t.join(15)
+        listener.close()
+    assert (r.status, r.body) == (int(answer[9:12]), body)
+    assert closed == [True], "the client did not close the connection after the answer"
+
+
+def test_an_answer_without_length_still_ends_at_the_close_and_a_short_one_is_refused():
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    try:
+        for answer, expect in [(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n", b"abc"),
+                               (b"HTTP/1.0 200 OK\r\n\r\nuntil the close", b"until the close"),
+                               (b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort", None)]:
+            t = threading.Thread(target=_serve_once, args=(listener, answer, []))
+            t.start()
+            try:
+                if expect is None:
+                    with pytest.raises(plainhttp.ProtocolError):
+                        plainhttp.request("GET", "/", host="127.0.0.1", port=port, read_timeout=3)
+                else:
+                    assert plainhttp.request("GET", "/", host="127.0.0.1", port=port, read_timeout=3).body == expect
+            finally:
+                t.join(5)
+    finally:
+        listener.close()

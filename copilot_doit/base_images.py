@@ -27,11 +27,11 @@ import re
 import shlex
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from .audit import log_api
 from .errors import ServiceUnavailable, UserError
+from .values import value
 
 LOCAL_ID_NOTE = "no repository digest: keyed on the local image id"
 
@@ -59,7 +59,7 @@ _HEREDOC = re.compile(r"<<(-?)\s*([\"']?)([A-Za-z_][A-Za-z0-9_]*)\2")
 _HEREDOC_INSTRUCTIONS = ("RUN", "COPY", "ADD")
 
 
-@dataclass(frozen=True)
+@value(frozen=True)
 class Instruction:
     line: int                   # 1-based line where the instruction starts
     keyword: str                # upper case: FROM, RUN, ...
@@ -226,7 +226,7 @@ def base_images(dockerfile_text: str, build_args: dict, platform: str | None = N
 
 # --- image references ------------------------------------------------------------------------------------
 
-@dataclass(frozen=True)
+@value(frozen=True)
 class ImageRef:
     registry: str           # docker.io, 127.0.0.1:5000, 123456789012.dkr.ecr.eu-west-1.amazonaws.com
     repository: str         # library/busybox, team/base

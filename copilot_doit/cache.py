@@ -22,12 +22,12 @@ import os
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import __version__
 from .hashing import Key, canonical_json, digest_bytes, digest_file, digest_value
 from .trust import TeamKey, mac_ok, record_mac
+from .values import field, value
 
 
 def atomic_write(path: Path, data: bytes) -> None:
@@ -401,7 +401,7 @@ class Cache:
                 self._remove(report, path, "does not parse")
 
 
-@dataclass
+@value
 class VerifyReport:
     """What `Cache.verify` checked and removed. `summary()` is what `copilot-doit cache verify` prints."""
 

@@ -292,7 +292,7 @@ def _stack_changes(plan) -> tuple[list, list]:
     """(stage lines, stack plans) of the stacks a deploy would change: an environment stack whose stage
     runs; a workload stack whose template or parameters differ, which is new, whose diff is not known yet
     (a new image), or which --force redeploys."""
-    import dataclasses
+    from .values import replace
     by_task = {st.task: st for st in plan.stages}
     stages, stacks = [], []
     for sp in plan.stacks:
@@ -305,7 +305,7 @@ def _stack_changes(plan) -> tuple[list, list]:
         if not unchanged:
             what = [w for w, d in (("template", sp.template_diff), ("parameters", sp.parameters_diff)) if d]
             why = f"{' and '.join(what)} differ from the deployed stack" if what else st.reason
-            stages.append(dataclasses.replace(st, reason=f"stack {sp.stack}: {why}"))
+            stages.append(replace(st, reason=f"stack {sp.stack}: {why}"))
             stacks.append(sp)
     return stages, stacks
 

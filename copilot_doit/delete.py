@@ -23,11 +23,11 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from dataclasses import dataclass, field
 from typing import Callable
 
 from . import stacks
 from .errors import StageFailed, UserError
+from .values import field, value
 
 DELETE_TIMEOUT = 3600.0  # seconds: a stack deletion that takes longer is reported, not waited for
 WORDS = {"svc": "service", "job": "job"}
@@ -63,7 +63,7 @@ def help_text(kind: str) -> str:
     return HELP.format(kind=kind, word=WORDS[kind], example="mailer" if kind == "job" else "api")
 
 
-@dataclass
+@value
 class EnvStack:
     """The workload's stack in one environment, as found before anything is deleted."""
     env: str
@@ -72,7 +72,7 @@ class EnvStack:
     owner: str | None         # stacks.COPILOT_DOIT | stacks.COPILOT | None
 
 
-@dataclass
+@value
 class Place:
     """One account and region the selected environments deploy to (the ECR repository and Copilot's SSM
     entry live once per place, not per environment)."""
@@ -80,7 +80,7 @@ class Place:
     env: str                  # the first environment there: its target is used
 
 
-@dataclass
+@value
 class Deletion:
     kind: str                 # "svc" | "job"
     app: str

@@ -26,13 +26,13 @@ import shutil
 import subprocess
 import tempfile
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 
 from .audit import log_api
 from .base_images import Instruction, instructions, parser_directives
 from .errors import StageFailed, _shown_path
 from .manifest import BuildConfig
+from .values import value
 
 NO_CLI_NOTICE = "docker CLI not found: building with the docker SDK's legacy builder (no BuildKit features)"
 FRONTEND_TOO_OLD = "need{s} a newer Dockerfile frontend than this engine's built-in one"
@@ -41,7 +41,7 @@ KEEP_LINES = 400            # output lines kept to explain a failure
 SHOWN_LOG_LINES = 10        # lines of the failing step's own output shown in the error
 
 
-@dataclass(frozen=True)
+@value(frozen=True)
 class Builder:
     kind: str                   # "buildx" | "buildkit" (DOCKER_BUILDKIT=1 docker build) | "sdk"
     cli: str | None = None      # path of the docker executable

@@ -13,11 +13,11 @@ import stat as statmod
 import sys
 import threading
 import time
-from dataclasses import dataclass
 
 import xxhash
 
 from . import dockerignore
+from .values import value
 
 # Bump when the framing below changes: every key of every stage changes with it.
 HASH_SCHEMA = "copilot-doit/hash/1"
@@ -37,7 +37,7 @@ def digest_value(value) -> str:
     return digest_bytes(canonical_json(value).encode())
 
 
-@dataclass(frozen=True)
+@value(frozen=True)
 class Key:
     """A versioned content key of one stage: `salt` names the stage's key recipe, `hex` the inputs."""
 

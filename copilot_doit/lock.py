@@ -21,11 +21,11 @@ import os
 import socket
 import sys
 import tempfile
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
 from .errors import UserError
+from .values import value
 
 LOCK_NAME = ".lock"
 HOLDER_NAME = ".lock.holder.json"
@@ -46,7 +46,7 @@ def generation(root: str | os.PathLike) -> int:
 _held: dict[str, list] = {}
 
 
-@dataclass(frozen=True)
+@value(frozen=True)
 class Holder:
     """Who holds (or last held) the lock, as written in the holder file."""
 

@@ -9,13 +9,13 @@ import copy
 import os
 import re
 from collections import ChainMap
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import yamlsrc
 from .errors import UserError
 from .hashing import canonical_json
 from .schema import (Any, Bool, Ctx, Duration, Enum, Fields, Int, ListOf, MapOf, Num, OneOf, Scalar, Spec, Str)
+from .values import field, value
 
 LBWS = "Load Balanced Web Service"
 BACKEND = "Backend Service"
@@ -244,7 +244,7 @@ def merge(base, override, path=()):
     return out
 
 
-@dataclass
+@value
 class Manifest:
     """A workload manifest resolved for one environment."""
 
@@ -303,7 +303,7 @@ class Manifest:
                            cache_from=cache_from, platform=platform)
 
 
-@dataclass(frozen=True)
+@value(frozen=True)
 class BuildConfig:
     dockerfile: Path
     context: Path
@@ -593,7 +593,7 @@ def schedule_expression(schedule: str, m: Manifest | None = None) -> str:
 
 
 # --- environments -------------------------------------------------------------------------------------
-@dataclass
+@value
 class EnvManifest:
     name: str
     file: Path

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import ServiceUnavailable, UserError
@@ -25,9 +24,10 @@ from .session import Session
 from .stages import STAGES, build, push
 from .stages import env as env_stage
 from .stages import package as package_stage
+from .values import value
 
 
-@dataclass
+@value
 class Package:
     stack_file: str           # Copilot's names: <name>-<env>.stack.yml / <env>.env.yml
     params_file: str          # <name>-<env>.params.json / <env>.env.params.json

@@ -11,16 +11,16 @@ here, and without effect on the exit code.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 
 from . import stacks
 from .hashing import Key
 from .session import Session
 from .stages import ENV, WORKLOAD_STAGES, deploy, env as env_stage, package, prefetch
+from .values import field, value
 from .words import params_text, unified
 
 
-@dataclass
+@value
 class StagePlan:
     task: str
     stage: str
@@ -30,7 +30,7 @@ class StagePlan:
     reason: str
 
 
-@dataclass
+@value
 class StackPlan:
     stack: str
     env: str
@@ -40,7 +40,7 @@ class StackPlan:
     parameters_diff: str = ""
 
 
-@dataclass
+@value
 class OrphanPlan:
     """A workload stack whose workload is no longer in the workspace."""
     stack: str
@@ -79,7 +79,7 @@ def find_orphans(app: str, workloads: list[str], env: str, listing: dict) -> lis
     return out
 
 
-@dataclass
+@value
 class Plan:
     app: str
     stages: list[StagePlan] = field(default_factory=list)

@@ -19,9 +19,9 @@ from __future__ import annotations
 import json
 import sys
 import threading
-from dataclasses import dataclass
 
 from .errors import UserError
+from .values import value
 
 ROOT = "/copilot/applications/"
 SCHEMA_VERSION = "1.0"
@@ -44,7 +44,7 @@ def workload_path(app: str, name: str) -> str:
     return f"{ROOT}{app}/components/{name}"
 
 
-@dataclass(frozen=True)
+@value(frozen=True)
 class App:
     """`config.Application`."""
     name: str
@@ -56,7 +56,7 @@ class App:
     tags: tuple = ()          # ((key, value), ...) sorted: the app's resource tags
 
 
-@dataclass(frozen=True)
+@value(frozen=True)
 class Env:
     """`config.Environment`. `prod` is Copilot's deprecated flag (removed from what Copilot writes in
     v1.21, #3923): True only when an older entry still carries `"prod": true`."""
@@ -70,7 +70,7 @@ class Env:
     prod: bool = False
 
 
-@dataclass(frozen=True)
+@value(frozen=True)
 class Workload:
     """`config.Workload`."""
     app: str

@@ -10,10 +10,10 @@ plain words) and `watch` (poll until the rollout ends; raises StageFailed when i
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from .errors import StageFailed
+from .values import field, value
 
 PRIMARY = "PRIMARY"
 COMPLETED = "COMPLETED"
@@ -32,7 +32,7 @@ THROTTLED = ("Throttling", "ThrottlingException", "ThrottledException", "Request
 CIRCUIT_BREAKER = "circuit breaker"
 
 
-@dataclass(frozen=True)
+@value(frozen=True)
 class Deployment:
     """One entry of DescribeServices' `deployments`."""
 
@@ -54,14 +54,14 @@ class Deployment:
         return self.task_definition.rsplit("/", 1)[-1]
 
 
-@dataclass(frozen=True)
+@value(frozen=True)
 class ServiceEvent:
     id: str
     created_at: datetime | None
     message: str
 
 
-@dataclass(frozen=True)
+@value(frozen=True)
 class Rollout:
     """One DescribeServices of a service: its PRIMARY deployment, the others, its recent failure events."""
 
@@ -89,14 +89,14 @@ class Rollout:
         return next((d for d in self.deployments if d.id == deployment_id), None)
 
 
-@dataclass(frozen=True)
+@value(frozen=True)
 class ContainerExit:
     name: str
     exit_code: int | None
     reason: str
 
 
-@dataclass(frozen=True)
+@value(frozen=True)
 class StoppedTask:
     """A stopped task of the service: why ECS stopped it, and how its essential containers ended."""
 

@@ -6,15 +6,15 @@ Specs are tiny objects with `check(value, path, ctx)`; `ctx.fail(path, message, 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
 from . import yamlsrc
 from .errors import UserError
+from .values import value
 
 DURATION_RE = re.compile(r"^(\d+h)?(\d+m)?(\d+(\.\d+)?s)?$")
 
 
-@dataclass
+@value
 class Ctx:
     file: str
     lines: dict

@@ -10,7 +10,6 @@ import os
 import re
 import sys
 import threading
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -22,10 +21,11 @@ from .hashing import Key, StatCache
 from .stacks import workload_stack_name
 from .manifest import EnvManifest, Manifest, load_environment, load_workload
 from .targets import Target, target_for
+from .values import field, value
 from .workspace import EnvSettings, Workspace, find_workspace_dir, load_workspace, select
 
 
-@dataclass
+@value
 class Options:
     names: list[str] | None = None
     envs: list[str] | None = None

@@ -9,13 +9,13 @@ from __future__ import annotations
 import calendar
 import math
 import re
-from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 from .manifest import BACKEND, JOB, LBWS, WORKER, schedule_expression
+from .values import value
 
 
-@dataclass(frozen=True)
+@value(frozen=True)
 class Row:
     name: str               # the workload
     env: str

@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass
 
 from .errors import UserError
 from .hashing import canonical_json
+from .values import value
 
 ENV_VAR = "COPILOT_DOIT_CACHE_KEY"
 SOURCE_KINDS = ("env", "ssm", "secretsmanager")
@@ -29,7 +29,7 @@ HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
 MAC_CONTEXT = b"copilot-doit/record-mac/1\n"
 
 
-@dataclass(frozen=True)
+@value(frozen=True)
 class KeySource:
     """Where the team key lives: an environment variable, an SSM parameter or a Secrets Manager secret."""
 

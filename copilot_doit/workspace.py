@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import yamlsrc
 from .errors import UserError
+from .values import field, value
 
 WORKSPACE_DIRS = ("copilot", "manifests")
 CONFIG_FILE = "copilot-doit.yml"
@@ -33,7 +33,7 @@ DNS_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
 DOMAIN_RE = re.compile(rf"^{DNS_LABEL}(?:\.{DNS_LABEL})+$")
 
 
-@dataclass(frozen=True)
+@value(frozen=True)
 class EnvSettings:
     name: str
     target: str = "aws"           # "local": the embedded moto server + registry; "aws": real AWS
@@ -44,7 +44,7 @@ class EnvSettings:
     registry_region: str | None = None  # `application.region`: where Copilot keeps the app's SSM registry
 
 
-@dataclass
+@value
 class Workspace:
     root: Path                    # parent of the workspace folder: base of every relative path
     dir: Path                     # the copilot/ or manifests/ folder

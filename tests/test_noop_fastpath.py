@@ -46,6 +46,8 @@ def test_noop_is_answered_without_doit_with_doit_s_own_lines(deployed):
     # nor what only a change needs (a change set's uuid, a process started, Copilot's sha256 S3 keys), nor
     # concurrent.futures (it imports logging): ~20 ms of a no-op together
     assert not imported & {"uuid", "subprocess", "hashlib", "concurrent", "logging"}, imported
+    # nor dataclasses (its import, with inspect's, and its per-class code generation: ~35 ms; values.py)
+    assert not imported & {"dataclasses", "inspect"}, imported
     assert ws.mutating() == [], ws.mutating()
     assert fast.stderr.count("Traceback") == 0
 

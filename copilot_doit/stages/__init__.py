@@ -15,14 +15,14 @@ from __future__ import annotations
 
 import gc
 import threading
-from dataclasses import dataclass
 from typing import Callable
 
+from ..values import value
 from . import build, deploy, env, lint, package, push
 from .base import Status, stage_id
 
 
-@dataclass(frozen=True)
+@value(frozen=True)
 class Stage:
     name: str
     status: Callable          # (session, name, env) -> Status

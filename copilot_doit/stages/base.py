@@ -1,14 +1,14 @@
 """What every stage module shares: the `Status` value and the task ids."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Callable
 
 from ..errors import StageFailed
 from ..hashing import Key
+from ..values import field, value
 
 
-@dataclass
+@value
 class Status:
     """Whether a stage must run and why, with its key and (when up to date) its result.
 

@@ -150,7 +150,7 @@ class AwsTarget:
             print(f"environment {self.settings.name}: region {region} from Copilot's SSM entry "
                   f"(set `region:` in copilot-doit.yml to override)")
         if region != self.settings.region:
-            from dataclasses import replace
+            from ..values import replace
             self.settings = replace(self.settings, region=region)
             self._base_session = self._session = None
             self._registry_client = self._base_sts = None   # the caller's account stays: it has no region

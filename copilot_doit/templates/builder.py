@@ -1,15 +1,15 @@
 """The accumulator every workload template part writes into, and the render input."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 
+from ..values import field, value
 from . import RECIPE_VERSION
 from ..manifest import JOB, Manifest
 
 LOG_RETENTION_DEFAULT = 30
 
 
-@dataclass
+@value
 class RenderInput:
     manifest: Manifest
     app: str

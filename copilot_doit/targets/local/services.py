@@ -20,10 +20,10 @@ import signal
 import socket
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from ...errors import ServiceUnavailable
+from ...values import value
 
 STATE_FILE = "services.json"
 MOTO_MARKER = "copilot_doit.targets.local.moto_server"
@@ -35,7 +35,7 @@ REGISTRY_MARKERS = ("registry",)
 REGISTRY_BINARIES = ("docker-registry", "registry")
 
 
-@dataclass
+@value
 class Endpoints:
     moto_url: str        # http://127.0.0.1:PORT
     registry: str        # 127.0.0.1:PORT

@@ -8,12 +8,33 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import uuid
 from pathlib import Path
 
 import pytest
+
+
+# A suite started in the background by a shell without job control inherits SIGINT ignored (POSIX: `cmd &`
+# there runs with SIGINT and SIGQUIT set to SIG_IGN), and so would every process it starts: the tests that
+# send Ctrl-C (interrupt.py's guard, the CLI's exit 130) need it delivered, as at a terminal.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+@pytest.fixture(autouse=True)
+def _sigint_handler_untouched(request):
+    """A test that leaves SIGINT's handler changed (ignored, or another handler) breaks every later test of
+    its worker that sends Ctrl-C (interrupt.py's guard stays off under SIG_IGN, and children inherit it):
+    it fails here, by name, instead of them."""
+    before = signal.getsignal(signal.SIGINT)
+    yield
+    after = signal.getsignal(signal.SIGINT)
+    if after is not before:
+        signal.signal(signal.SIGINT, before if before is not None else signal.default_int_handler)
+        pytest.fail(f"{request.node.nodeid} left SIGINT's handler changed: {before!r} -> {after!r}")
 
 REPO = Path(__file__).resolve().parents[1]
 CI = os.environ.get("CI", "").lower() == "true"

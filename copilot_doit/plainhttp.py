@@ -50,64 +50,67 @@ def request(method: str, path: str, *, host: str = "localhost", port: int | None
             lines.append(f"Content-Length: {len(body)}")
         lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
         sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + (body or b""))
-        raw = _read_response(sock, method)
+        return _read_response(sock, method)
     finally:
         sock.close()
-    return parse(raw, method)
 
 
-def _read_response(sock: socket.socket, method: str) -> bytes:
-    """The response's bytes: up to the end its headers announce, else up to the peer's close."""
+def _read_response(sock: socket.socket, method: str) -> Response:
+    """The response: up to the end its headers announce, else up to the peer's close. Its head is parsed
+    once, as soon as it is in."""
     raw = bytearray()
-    end = None   # where the response ends: unknown until the headers are in
+    head = None   # (status, headers, where the body starts), once the headers are in
+    end = None    # where the response ends: past MAX_RESPONSE when only the close says
     while end is None or len(raw) < end:
         data = sock.recv(65536)
         if not data:
-            break    # parse() tells a complete answer from one cut short
+            break    # _body tells a complete answer from one cut short
         raw += data
         if len(raw) > MAX_RESPONSE:
             raise ProtocolError(f"response larger than {MAX_RESPONSE} bytes")
-        if end is None and (head_end := raw.find(b"\r\n\r\n")) >= 0:
-            length = _framed_length(bytes(raw[:head_end]), method)
-            end = MAX_RESPONSE + 1 if length is None else head_end + 4 + length   # past the limit: the close
-    return bytes(raw)
+        if head is None and (head_end := raw.find(b"\r\n\r\n")) >= 0:
+            status, headers = _head(bytes(raw[:head_end]))
+            head = (status, headers, head_end + 4)
+            length = _framed_length(method, status, headers)
+            end = MAX_RESPONSE + 1 if length is None else head_end + 4 + length
+    if head is None:
+        raise _no_head(raw)
+    status, headers, body_start = head
+    return _body(method, status, headers, bytes(raw[body_start:]))
 
 
-def _framed_length(head: bytes, method: str) -> int | None:
+def _framed_length(method: str, status: int, headers: dict[str, str]) -> int | None:
     """The body's length as the headers fix it (0 for a response that has none), or None when only the
-    close ends it (chunked, no framing, or headers parse() will refuse)."""
-    status_line, _, rest = head.partition(b"\r\n")
-    code = status_line.partition(b" ")[2][:3]
-    if not code.isdigit():
-        return None
-    status = int(code)
-    if method == "HEAD" or status in (204, 304) or 100 <= status < 200:
+    close ends it (chunked, no framing, or a Content-Length _body will judge)."""
+    if _bodiless(method, status):
         return 0
-    length = None
-    for line in rest.split(b"\r\n"):
-        name, _, value = line.partition(b":")
-        name = name.strip().lower()
-        if name == b"transfer-encoding":
-            return None
-        if name == b"content-length":
-            if length is not None or not value.strip().isdigit():
-                return None   # repeated or malformed: read to the close, parse() judges it
-            length = int(value.strip())
-    return length
+    if "transfer-encoding" in headers:
+        return None
+    length = headers.get("content-length", "")
+    return int(length) if length.isdigit() else None
 
 
 def parse(raw: bytes, method: str = "GET") -> Response:
     """A complete response (its framing or the peer's close ended it)."""
     head, sep, rest = raw.partition(b"\r\n\r\n")
     if not sep:
-        raise ProtocolError("the connection closed before the response's headers ended" if raw else
-                            "the connection closed without a response")
+        raise _no_head(raw)
+    status, headers = _head(head)
+    return _body(method, status, headers, rest)
+
+
+def _no_head(raw: bytes) -> ProtocolError:
+    return ProtocolError("the connection closed before the response's headers ended" if raw else
+                         "the connection closed without a response")
+
+
+def _head(head: bytes) -> tuple[int, dict[str, str]]:
+    """(status, headers by lower-case name) of a response's head, without its blank line."""
     status_line, *header_lines = head.decode("latin-1").split("\r\n")
     version, _, status_rest = status_line.partition(" ")
     code = status_rest[:3]
     if not version.startswith("HTTP/1.") or not code.isdigit():
         raise ProtocolError(f"not an HTTP/1.x status line: {status_line[:80]!r}")
-    status = int(code)
     headers: dict[str, str] = {}
     for line in header_lines:
         name, colon, value = line.partition(":")
@@ -115,7 +118,16 @@ def parse(raw: bytes, method: str = "GET") -> Response:
             raise ProtocolError(f"malformed header line: {line[:80]!r}")
         name = name.strip().lower()
         headers[name] = f"{headers[name]}, {value.strip()}" if name in headers else value.strip()
-    if method == "HEAD" or status in (204, 304) or 100 <= status < 200:
+    return int(code), headers
+
+
+def _bodiless(method: str, status: int) -> bool:
+    return method == "HEAD" or status in (204, 304) or 100 <= status < 200
+
+
+def _body(method: str, status: int, headers: dict[str, str], rest: bytes) -> Response:
+    """The response, its body taken from `rest` (what came after the head) as its framing says."""
+    if _bodiless(method, status):
         return Response(status, headers, b"")
     if "chunked" in headers.get("transfer-encoding", "").lower():
         return Response(status, headers, _dechunk(rest))

@@ -333,8 +333,15 @@ def test_warm_up_makes_the_checks_clients_in_one_thread_that_ends(target):
     thread = t.warm_up()
     thread.join(30)
     assert not thread.is_alive()
-    assert set(Target.CHECK_SERVICES) <= set(t._clients)
+    assert set(Target.CHECK_SERVICES + Target.UPLOAD_SERVICES) <= set(t._clients)
     assert t.client("ecr") is t._clients["ecr"]     # made once, handed out without the lock
+
+
+def test_warm_up_without_uploads_to_check_makes_no_s3_client(target):
+    t = EndpointTarget(target.url)
+    thread = t.warm_up(uploads=False)
+    thread.join(30)
+    assert set(Target.CHECK_SERVICES) <= set(t._clients) and "s3" not in t._clients
 
 
 def test_one_stack_by_name_is_what_the_listing_says(target, services_up):

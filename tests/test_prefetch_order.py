@@ -52,7 +52,7 @@ def test_contexts_are_hashed_by_the_caller_before_the_workload_checks_and_once(t
     monkeypatch.setattr(stages, "ENV", FakeStage(env_status))
     workload_stage = FakeStage(workload_status)
     jobs = [(stages.ENV, None, "test")] + [(workload_stage, n, "test") for n in names]
-    stages._check_all(s, jobs, jobs[1:])
+    stages._check_all(s, jobs, jobs[1:], 8)
 
     hashes = [e for e in events if e[0] == "hash"]
     checks = [e for e in events if e[0] == "check"]

@@ -55,7 +55,6 @@ WORKLOAD_STAGES = (
           ("lint",), deploy.ordering),
 )
 STAGES = {st.name: st for st in (ENV, *WORKLOAD_STAGES)}
-MAX_CONCURRENT_CHECKS = 8
 
 
 def prefetch(session) -> None:
@@ -68,7 +67,7 @@ def prefetch(session) -> None:
     warming = []
     for env in session.envs:
         try:
-            warming.append(session.target(env).warm_up())
+            warming.append(session.target(env).warm_up(uploads=_checks_uploads(session, env)))
             warming += session.read_ahead(env)   # the workloads' stacks, when read by name
         except Exception:  # noqa: BLE001 — a target that cannot be made is reported by the check itself
             pass
@@ -77,7 +76,7 @@ def prefetch(session) -> None:
     collecting = gc.isenabled()
     gc.disable()
     try:
-        _check_all(session, jobs, workloads)
+        _check_all(session, jobs, workloads, _concurrency(session))
     finally:
         for thread in warming:   # no thread outlives the checks: doit may fork workers after them
             if thread is not None:
@@ -89,7 +88,27 @@ def prefetch(session) -> None:
             gc.enable()
 
 
-def _check_all(session, jobs: list, workloads: list) -> None:
+def _checks_uploads(session, env: str) -> bool:
+    """Whether some selected workload's check in `env` will look for its uploads (S3); True when unsure."""
+    try:
+        return any(package.checks_uploads(session, name, env) for name in session.names)
+    except Exception:  # noqa: BLE001 — a manifest that did not load is reported by its own check
+        return True
+
+
+def _concurrency(session) -> int:
+    """How many workloads' checks run at once: as many as the selected environments' targets allow (their
+    round trips differ: milliseconds to local peers, tens of milliseconds to AWS)."""
+    allowed = []
+    for env in session.envs:
+        try:
+            allowed.append(session.target(env).concurrent_checks)
+        except Exception:  # noqa: BLE001 — a target that cannot be made is reported by the check itself
+            pass
+    return max(allowed, default=8)
+
+
+def _check_all(session, jobs: list, workloads: list, concurrency: int) -> None:
 
     def check(job):
         stage, name, env = job
@@ -128,7 +147,7 @@ def _check_all(session, jobs: list, workloads: list) -> None:
                     return
                 check(job)
         workers = [threading.Thread(target=worker, daemon=True)
-                   for _ in range(min(MAX_CONCURRENT_CHECKS, len(workloads)))]
+                   for _ in range(min(concurrency, len(workloads)))]
         for t in workers:
             t.start()
     for t in workers + side:

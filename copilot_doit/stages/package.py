@@ -102,6 +102,12 @@ def artifact_inputs(s: Session, name: str, env: str) -> dict:
     return out
 
 
+def checks_uploads(s: Session, name: str, env: str) -> bool:
+    """Whether this workload's status looks for uploads in the app bucket: it has addons or an env file
+    (uploads_missing HEADs what its record says it uploaded)."""
+    return bool(s.manifests[(name, env)].data.get("env_file")) or s.ws.addons_dir(name).is_dir()
+
+
 def artifacts(s: Session, name: str, env: str, start: bool = True) -> tuple[dict | None, str, bytes | None, list]:
     """What the template needs from the workload's addons and env file, computed without side effects:
     (addons render input, env file ARN, merged addons body, [(bucket, key, bytes) to upload]).

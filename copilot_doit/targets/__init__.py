@@ -22,6 +22,7 @@ class Target(Protocol):
     waits_for_services: bool    # ECS really runs tasks there: wait for a forced deployment to settle
     in_progress_wait: float     # seconds to wait for a stack another run is deploying
     stuck_stack_hint: str       # what to add when a stack stays in progress
+    concurrent_checks: int      # how many workloads' live checks run at once (stages.prefetch)
     settings: object            # workspace.EnvSettings
 
     # clients and identity
@@ -63,8 +64,9 @@ class Target(Protocol):
     def object_url(self, bucket: str, key: str) -> str: ...
     def object_url_if_known(self, bucket: str, key: str) -> str | None: ...  # starts nothing
 
-    # the clients the live checks will use, made in a background thread the caller joins (None: nothing to do)
-    def warm_up(self): ...
+    # the clients the live checks will use, made in a background thread the caller joins (None: nothing to do);
+    # `uploads`: the checks will look for uploaded artifacts (S3) too
+    def warm_up(self, uploads: bool = True): ...
 
     def close(self) -> None: ...
 

@@ -45,6 +45,12 @@ class AwsTarget:
     waits_for_services = True  # ECS really runs tasks: wait for a forced deployment to settle
     in_progress_wait = 1800.0  # seconds to wait for a stack another run is deploying
     stuck_stack_hint = ""
+    # How many workloads' live checks run at once. At AWS's latency (20-100 ms a round trip) each check
+    # mostly waits, so more in flight means fewer round trips one after another: with 8, the 50 ECR
+    # DescribeImages of a 50-workload no-op were 7 rounds (0.6 s behind bench/delay_proxy.py's 50 ms); with
+    # 32, two. botocore's connection pool is sized to match (client_config), so no connection is opened and
+    # thrown away per call. Throttling, if ECR answers it, is retried by botocore's standard mode.
+    concurrent_checks = 32
 
     def __init__(self, settings: EnvSettings, cache_root):
         self.settings = settings
@@ -161,12 +167,17 @@ class AwsTarget:
 
     def client_config(self) -> dict:
         """botocore `Config` arguments of this target's clients: standard retries, bounded waits."""
-        return {"retries": {"mode": "standard", "max_attempts": 5}, "connect_timeout": 5, "read_timeout": 60}
+        return {"retries": {"mode": "standard", "max_attempts": 5}, "connect_timeout": 5, "read_timeout": 60,
+                "max_pool_connections": self.concurrent_checks + 2}  # + the environment's own check
 
-    # The clients a run's live checks use, in the order they first need them.
-    CHECK_SERVICES = ("cloudformation", "ecr", "s3")
+    # The clients a run's live checks use. ECR first: every workload's check waits for its answers (one
+    # DescribeImages each), while the one DescribeStacks walk runs beside them. S3 only when a selected
+    # workload's record lists uploads to check (its addons or env file): its model and client are ~40 ms of
+    # CPU that a no-op without them would spend for nothing.
+    CHECK_SERVICES = ("ecr", "cloudformation")
+    UPLOAD_SERVICES = ("s3",)
 
-    def warm_up(self) -> threading.Thread:
+    def warm_up(self, uploads: bool = True) -> threading.Thread:
         """Start making the checks' clients, one after another in one thread, while the first checks wait on
         the network: botocore loads each service's model when its first client is made (20-100 ms each here,
         ~0.2 s for these), and a boto3 session is not thread-safe, so clients are made one at a time under
@@ -187,7 +198,7 @@ class AwsTarget:
                 self._base_sts_client()
                 asking = threading.Thread(target=ask_account, name=f"caller-{self.settings.name}", daemon=True)
                 asking.start()
-                for service in self.CHECK_SERVICES:
+                for service in self.CHECK_SERVICES + (self.UPLOAD_SERVICES if uploads else ()):
                     self.client(service)
             except Exception:  # noqa: BLE001 — reported by the check that needs this client
                 pass

@@ -23,6 +23,9 @@ class LocalTarget(AwsTarget):
     # (moto leaves CREATE_IN_PROGRESS forever after some API errors), so do not wait half an hour.
     in_progress_wait = 10.0
     stuck_stack_hint = " (the local target's emulator leaves a stack stuck after some errors: `copilot-doit local reset`)"
+    # The peers (moto, docker-registry, dockerd) answer in milliseconds and share this machine's cores: past
+    # 8 checks at once a 500-workload no-op was no faster (2 threads 4.3 s, 8: 3.9 s, 16: 3.8-4.0 s).
+    concurrent_checks = 8
 
     def __init__(self, settings, cache_root):
         super().__init__(settings, cache_root)
@@ -30,7 +33,7 @@ class LocalTarget(AwsTarget):
         self._ecr_lock = threading.Lock()
         self._ecr_snapshot = _UNREAD
 
-    def warm_up(self) -> None:
+    def warm_up(self, uploads: bool = True) -> None:
         """Nothing to warm: the live checks of the local target are plain HTTP (lite.py), no boto3."""
         return None
 
@@ -53,7 +56,7 @@ class LocalTarget(AwsTarget):
     def client_config(self) -> dict:
         """The emulator answers in milliseconds: a stuck one fails the run after lite.READ_TIMEOUT per
         attempt (COPILOT_DOIT_LOCAL_TIMEOUT), not after AWS's minutes."""
-        return lite.boto_config()
+        return lite.boto_config(pool=self.concurrent_checks + 2)
 
     def account_id(self) -> str:
         return ACCOUNT

@@ -49,6 +49,7 @@ class EmulatedAwsTarget(LocalTarget):
     the local target's."""
 
     kind = "aws"
+    concurrent_checks = AwsTarget.concurrent_checks  # the AWS path's checks, at whatever latency is in front
 
     def __init__(self, settings, cache_root, endpoints: services.Endpoints):
         super().__init__(settings, cache_root)

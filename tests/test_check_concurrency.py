@@ -1,0 +1,113 @@
+"""stages.prefetch sizes its pool of workload checks by the selected environments' targets (round trips of
+milliseconds to the local peers, tens of milliseconds to AWS), and warms an S3 client only when some
+selected workload's check will look for its uploads (addons or an env file)."""
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from conftest import scratch_workspace
+from copilot_doit import stages
+from copilot_doit.session import Options, Session
+from copilot_doit.targets.aws import AwsTarget
+from copilot_doit.targets.local import LocalTarget
+from copilot_doit.targets.local.endpoint import EmulatedAwsTarget
+
+
+class FakeStage:
+    def __init__(self, status):
+        self.status = status
+
+
+class FakeTarget:
+    def __init__(self, concurrent_checks):
+        self.concurrent_checks = concurrent_checks
+        self.warmed = []
+
+    def warm_up(self, uploads=True):
+        self.warmed.append(uploads)
+        return None
+
+
+def session(tmp_path, monkeypatch, names, extra=""):
+    ws = scratch_workspace(tmp_path, None, "conc", {
+        n: f"name: {n}\ntype: Backend Service\nimage: {{build: copilot/{n}/src/Dockerfile, port: 80}}\n{extra}"
+        for n in names})
+    monkeypatch.chdir(ws.root)
+    monkeypatch.setenv("COPILOT_DOIT_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("COPILOT_DOIT_WORKSPACE", raising=False)
+    return ws, Session(Options(names=names, envs=["test"]))
+
+
+def peak_of_checks(monkeypatch, s, concurrent_checks) -> tuple[int, FakeTarget]:
+    """Run prefetch with workload checks that each wait a little, and return how many ran at once at most."""
+    fake = FakeTarget(concurrent_checks)
+    s._targets["test"] = fake
+    running, peak, lock = [0], [0], threading.Lock()
+    everyone = threading.Barrier(min(concurrent_checks, len(s.names)), timeout=10)
+
+    def workload_status(session, name, env):
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+        try:
+            everyone.wait()      # the first `concurrent_checks` checks meet: they really run at once
+        except threading.BrokenBarrierError:
+            pass                 # later rounds are smaller: they need not meet
+        finally:
+            with lock:
+                running[0] -= 1
+
+    monkeypatch.setattr(stages, "ENV", FakeStage(lambda *a: None))
+    monkeypatch.setattr(stages, "WORKLOAD_STAGES", (FakeStage(workload_status),))
+    stages.prefetch(s)
+    return peak[0], fake
+
+
+@pytest.mark.parametrize("allowed", [3, 12])
+def test_the_target_says_how_many_workload_checks_run_at_once(tmp_path, monkeypatch, allowed):
+    names = [f"w{i:02d}" for i in range(12)]
+    _, s = session(tmp_path, monkeypatch, names)
+    peak, _ = peak_of_checks(monkeypatch, s, allowed)
+    assert peak == allowed
+
+
+def test_the_aws_path_runs_more_checks_at_once_than_the_local_target():
+    # Both are the targets' own numbers (no instance needed); the emulated AWS path is the AWS path's.
+    assert AwsTarget.concurrent_checks > LocalTarget.concurrent_checks
+    assert EmulatedAwsTarget.concurrent_checks == AwsTarget.concurrent_checks
+
+
+def test_botocore_keeps_a_connection_per_check(tmp_path):
+    """A connection pool smaller than the checks in flight would open and drop a connection per call (a TLS
+    handshake each on AWS)."""
+    from copilot_doit.workspace import EnvSettings
+    for cls in (AwsTarget, LocalTarget):
+        t = cls(EnvSettings(name="test", target=cls.kind, region="us-east-1"), tmp_path)
+        assert t.client_config()["max_pool_connections"] > cls.concurrent_checks
+
+
+def test_no_s3_client_is_warmed_when_no_selected_workload_has_uploads(tmp_path, monkeypatch):
+    _, s = session(tmp_path, monkeypatch, ["aa", "bb"])
+    _, fake = peak_of_checks(monkeypatch, s, 8)
+    assert fake.warmed == [False]
+
+
+@pytest.mark.parametrize("kind", ["addons", "env_file"])
+def test_an_s3_client_is_warmed_when_a_selected_workload_has_uploads(tmp_path, monkeypatch, kind):
+    ws, _ = session(tmp_path, monkeypatch, ["aa", "bb"])
+    if kind == "addons":
+        (ws.root / "copilot" / "bb" / "addons").mkdir()
+        (ws.root / "copilot" / "bb" / "addons" / "t.yml").write_text("Resources: {}\n")
+    else:
+        (ws.root / "copilot" / "bb" / "bb.env").write_text("A=1\n")
+        m = ws.root / "copilot" / "bb" / "manifest.yml"
+        m.write_text(m.read_text() + "env_file: copilot/bb/bb.env\n")
+    s = Session(Options(names=["aa", "bb"], envs=["test"]))
+    _, fake = peak_of_checks(monkeypatch, s, 8)
+    assert fake.warmed == [True]
+    # ... and not when the workload with uploads is not selected
+    s = Session(Options(names=["aa"], envs=["test"]))
+    _, fake = peak_of_checks(monkeypatch, s, 8)
+    assert fake.warmed == [False]

@@ -16,37 +16,70 @@ import os
 from pathlib import Path
 
 
+class Describing:
+    """Copilot's two questions to the git command (`git status --porcelain`, `git describe --always`),
+    asked at once in two processes that run while the caller goes on; `result()` waits for the answers.
+    Started early (stages.prefetch, when some image will be built) the answer is ready by the time the push
+    needs its tag. Only the process that started them collects them: a forked worker asks again."""
+
+    def __init__(self, path: Path):
+        import shutil
+        import subprocess
+        self.pid = os.getpid()
+        self._procs = None
+        exe = shutil.which("git")
+        if exe is None:
+            return
+        # The repository is found from `path` as pygit2 finds it, whatever the caller's GIT_DIR says.
+        env = {k: v for k, v in os.environ.items() if k not in ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE")}
+        started = []
+        try:
+            for argv in ([exe, "--no-optional-locks", "status", "--porcelain", "--untracked-files=normal"],
+                         [exe, "describe", "--always", "--abbrev=7", "HEAD"]):
+                started.append(subprocess.Popen(argv, cwd=path, env=env, stdin=subprocess.DEVNULL,
+                                                stdout=subprocess.PIPE, stderr=subprocess.PIPE))
+        except OSError:
+            for proc in started:
+                proc.kill()
+                proc.communicate()
+            return
+        self._procs = started
+
+    def result(self) -> tuple[str | None, bool] | None:
+        """(describe, dirty), or None when the command cannot answer (no git, not a repository, no commit
+        yet, a refused repository, another process's handle): then pygit2 decides."""
+        import subprocess
+        procs, self._procs = self._procs, None
+        if procs is None or self.pid != os.getpid():
+            return None
+        outs = []
+        for proc in procs:
+            try:
+                out, _ = proc.communicate(timeout=60)
+            except subprocess.TimeoutExpired:
+                for p in procs:
+                    p.kill()
+                    p.communicate()
+                return None
+            outs.append((proc.returncode, out))
+        (status_rc, status), (text_rc, text) = outs
+        if status_rc != 0 or text_rc != 0:
+            return None
+        return (text.decode("utf-8", "replace").strip() or None), bool(status.strip())
+
+
 def _describe_cli(path: Path) -> tuple[str | None, bool] | None:
-    """(describe, dirty) through the git command, as Copilot itself asks (`git status --porcelain`, `git
-    describe --always`): two short processes instead of pygit2's import and scan (~60-100 ms of a run
-    in a dirty worktree). None when the command cannot answer (no git, not a repository, no commit yet,
-    a refused repository): then pygit2 decides, as before."""
-    import shutil
-    import subprocess
-    exe = shutil.which("git")
-    if exe is None:
-        return None
-    # The repository is found from `path` as pygit2 finds it, whatever the caller's GIT_DIR says.
-    env = {k: v for k, v in os.environ.items() if k not in ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE")}
-    try:
-        status = subprocess.run([exe, "--no-optional-locks", "status", "--porcelain", "--untracked-files=normal"],
-                                cwd=path, env=env, capture_output=True, timeout=60)
-        if status.returncode != 0:
-            return None
-        text = subprocess.run([exe, "describe", "--always", "--abbrev=7", "HEAD"], cwd=path, env=env,
-                              capture_output=True, timeout=60)
-        if text.returncode != 0:
-            return None
-    except (OSError, subprocess.SubprocessError):
-        return None
-    out = text.stdout.decode("utf-8", "replace").strip()
-    return (out or None), bool(status.stdout.strip())
+    """(describe, dirty) through the git command, as Copilot itself asks: two short processes instead of
+    pygit2's import and scan (~60-100 ms of a run in a dirty worktree). None when the command cannot
+    answer: then pygit2 decides, as before."""
+    return Describing(path).result()
 
 
-def describe(path: Path) -> tuple[str | None, bool]:
-    """(describe of HEAD or None without a repository/commit, worktree dirty) — via the git command, else
-    pygit2."""
-    found = _describe_cli(path)
+def describe(path: Path, started: Describing | None = None) -> tuple[str | None, bool]:
+    """(describe of HEAD or None without a repository/commit, worktree dirty) — via the git command (the
+    answer of `started` when given), else pygit2."""
+    mine = started is not None and started.pid == os.getpid()
+    found = started.result() if mine else _describe_cli(path)
     if found is not None and found[0] is not None:
         return found
     import pygit2

@@ -111,3 +111,15 @@ def test_an_s3_client_is_warmed_when_a_selected_workload_has_uploads(tmp_path, m
     s = Session(Options(names=["aa"], envs=["test"]))
     _, fake = peak_of_checks(monkeypatch, s, 8)
     assert fake.warmed == [False]
+
+
+@pytest.mark.parametrize("building", [False, True])
+def test_the_git_tag_is_asked_for_early_only_when_an_image_will_be_built(tmp_path, monkeypatch, building):
+    from copilot_doit.stages import build, push
+    from copilot_doit.stages.base import Status
+    _, s = session(tmp_path, monkeypatch, ["aa", "bb"])
+    monkeypatch.setattr(build, "status", lambda session, name, env: Status(building and name == "bb", "why"))
+    started = []
+    monkeypatch.setattr(push, "start_git_tag", lambda session: started.append(session))
+    stages._start_git_tag_if_building(s, [(None, "aa", "test"), (None, "bb", "test")])
+    assert started == ([s] if building else [])

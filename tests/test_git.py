@@ -40,3 +40,28 @@ def test_describe_memo(tmp_path):
     assert memo.get("sig") is None
     memo.put("sig", "abc1234")
     assert memo.get("sig") == "abc1234" and memo.get(None) is None
+
+
+def test_a_describe_started_early_gives_the_same_answers(tmp_path, monkeypatch):
+    """git.Describing starts Copilot's two git questions at once, in the background; its answer is the one
+    describe() would give, and it is asked in the process that started it only (a forked worker asks again:
+    the processes are not its children)."""
+    assert git.Describing(tmp_path).result() is None                 # no repository: the command cannot say
+    sh(tmp_path, "init", "-q")
+    (tmp_path / "a").write_text("1")
+    sh(tmp_path, "add", "-A")
+    sh(tmp_path, "commit", "-qm", "one")
+    started = git.Describing(tmp_path)
+    (tmp_path / "later").write_text("x")     # dirtied after the start: the processes may or may not see it
+    (tmp_path / "later").unlink()
+    assert git.describe(tmp_path, started) == git.describe(tmp_path)
+    (tmp_path / "untracked").write_text("x")
+    assert git.describe(tmp_path, git.Describing(tmp_path)) == git.describe(tmp_path) and git.describe(tmp_path)[1]
+    sh(tmp_path, "tag", "-a", "v2.0", "-m", "release")
+    other = git.Describing(tmp_path)
+    other.pid = -1                                                   # as a forked worker sees the parent's
+    asked = []
+    real = git._describe_cli
+    monkeypatch.setattr(git, "_describe_cli", lambda path: asked.append(path) or real(path))
+    assert git.describe(tmp_path, other) == ("v2.0", True) and asked == [tmp_path]
+    assert other.result() is None                                     # never collected by another process

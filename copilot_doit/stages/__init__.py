@@ -77,6 +77,7 @@ def prefetch(session) -> None:
     gc.disable()
     try:
         _check_all(session, jobs, workloads, _concurrency(session))
+        _start_git_tag_if_building(session, workloads)
     finally:
         for thread in warming:   # no thread outlives the checks: doit may fork workers after them
             if thread is not None:
@@ -86,6 +87,17 @@ def prefetch(session) -> None:
             # made (~70 ms for 500 workloads) to find the few cycles among it — kept instead, a few MB.
             gc.freeze()
             gc.enable()
+
+
+def _start_git_tag_if_building(session, workloads: list) -> None:
+    """When some image will be built, its push will want the git tag: ask git now, beside the build."""
+    for _, name, env in workloads:
+        try:
+            if build.status(session, name, env).run:   # answered already: the checks computed it
+                push.start_git_tag(session)
+                return
+        except Exception:  # noqa: BLE001 — reported, cleanly, when doit asks for this stage itself
+            continue
 
 
 def _checks_uploads(session, env: str) -> bool:

@@ -58,3 +58,23 @@ def test_one_job_lints_in_this_process():
     linting.use_workers(1)
     assert linting.run(json.dumps(WARNS, indent=1), "us-east-1")[0]["rule"] == "W2001"
     assert linting._pool is None
+
+
+def test_one_runner_per_process_reports_what_cfn_lint_api_reports_for_every_template():
+    """lint_report keeps cfn-lint's Runner (its rules loaded once per process and region) where
+    `cfnlint.api.lint` makes one per template: the rows must be the same, template after template, in either
+    order (no state carried from one template to the next), and for YAML that does not parse."""
+    from cfnlint.api import lint
+    yaml_warns = "Parameters:\n  Unused:\n    Type: String\nResources:\n  Log:\n    Type: AWS::Logs::LogGroup\n"
+    texts = [json.dumps(WARNS, indent=1), json.dumps(FAILS, indent=1), yaml_warns,
+             "Resources:\n  Bad: [unclosed\n", json.dumps({"Resources": {"T": {"Type": "AWS::SNS::Topic"}}})]
+
+    def api_rows(text, region):
+        return sorted(({"rule": m.rule.id, "level": m.rule.severity, "line": m.linenumber,
+                        "column": m.columnnumber, "message": m.message, "path": [str(p) for p in (getattr(m, "path", None) or [])]}
+                       for m in lint(text, regions=[region])),
+                      key=lambda r: (r["line"] or 0, r["rule"], r["message"]))
+    for region in ("us-east-1", "eu-west-1"):
+        for text in texts + texts[::-1]:
+            assert linting.lint_report(text, region) == api_rows(text, region), (region, text)
+    assert linting._runner.cache_info().currsize == 2        # one Runner per region, reused

@@ -60,3 +60,21 @@ def test_a_run_of_one_or_two_workloads_reads_their_stacks_ahead_in_other_threads
 def test_a_run_that_walks_the_region_reads_nothing_ahead(tmp_path, monkeypatch):
     s, fake = session(tmp_path, monkeypatch, ["aa", "bb", "cc"])
     assert s.read_ahead("test") == [] and fake.by_name == [] and fake.walks == 0
+
+
+def test_after_this_run_changed_a_stack_each_stack_is_read_by_name_not_the_region_walked_again(tmp_path, monkeypatch):
+    """A run of many workloads walks the region once; once it changed one of the env's stacks (a deploy:
+    changed(env) drops the listing), each later check reads its own stack by name — one round trip —
+    instead of walking every page again (once per deployed workload under -j N)."""
+    s, fake = session(tmp_path, monkeypatch, ["aa", "bb", "cc", "dd"])
+    assert s.stacks("test").get("ahead-test-aa") is None and fake.walks == 1
+    assert s.stacks("test").get("ahead-test-bb") is None and fake.walks == 1      # the walk is remembered
+    s.changed("test", name="aa")                                                   # aa was deployed
+    assert s.stacks("test").get("ahead-test-bb") is None
+    assert s.stacks("test").get("ahead-test-cc") is None
+    assert s.stacks("test").get("ahead-test-bb") is None                          # remembered by name too
+    assert fake.walks == 1 and [n for n, _ in fake.by_name] == ["ahead-test-bb", "ahead-test-cc"]
+    s.changed("test", name="bb")                                                   # read again after a change
+    assert s.stacks("test").get("ahead-test-cc") is None and fake.walks == 1
+    assert [n for n, _ in fake.by_name] == ["ahead-test-bb", "ahead-test-cc", "ahead-test-cc"]
+    assert "ahead-test-dd" not in s.stacks("test", every=True) and fake.walks == 2  # plan's orphan search walks

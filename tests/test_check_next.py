@@ -1,0 +1,51 @@
+"""tasks._check_next: after a stage ran in a doit worker thread, the workload's next stage is checked there
+(doit checks statuses in its one dispatching thread, a task at a time), so the dispatcher finds the answer
+memoised; never in a forked `-P process` worker, never for a stage that also waits for another workload."""
+from __future__ import annotations
+
+from copilot_doit import tasks
+from copilot_doit.stages import stage_id
+
+
+class FakeStage:
+    def __init__(self, name, upstream, extra=()):
+        self.name, self.upstream, self.extra, self.checked = name, upstream, list(extra), []
+
+    def deps(self, s, name, env):
+        return [stage_id(u, name, env) for u in self.upstream] + self.extra
+
+    def status(self, s, name, env):
+        self.checked.append((name, env))
+
+
+def stages(monkeypatch, extra=()):
+    build, push = FakeStage("build", ()), FakeStage("push", ("build",))
+    deploy = FakeStage("deploy", ("push",), extra)
+    monkeypatch.setattr(tasks, "WORKLOAD_STAGES", (build, push, deploy))
+    return build, push, deploy
+
+
+def test_the_next_stage_is_checked_in_the_worker_that_ran_its_upstream(monkeypatch):
+    build, push, deploy = stages(monkeypatch)
+    tasks._check_next(None, tasks.StageCheck("build", "api", "test"))
+    assert push.checked == [("api", "test")] and build.checked == [] and deploy.checked == []
+    tasks._check_next(None, tasks.StageCheck("push", "api", "test"))
+    assert deploy.checked == [("api", "test")]
+
+
+def test_not_in_a_forked_worker_nor_for_the_env_stage_nor_a_stage_waiting_for_another_workload(monkeypatch):
+    build, push, deploy = stages(monkeypatch, extra=["deploy:topics@test"])
+    tasks._check_next(None, tasks.StageCheck("env", None, "test"))
+    tasks._check_next(None, tasks.StageCheck("push", "api", "test"))      # deploy also waits for deploy:topics
+    monkeypatch.setattr(tasks, "_MAIN_PID", -1)                           # as in a `-P process` worker
+    tasks._check_next(None, tasks.StageCheck("build", "api", "test"))
+    assert build.checked == push.checked == deploy.checked == []
+
+
+def test_a_failing_check_is_left_to_the_dispatcher(monkeypatch):
+    build, push, deploy = stages(monkeypatch)
+
+    def boom(s, name, env):
+        raise RuntimeError("no answer")
+    monkeypatch.setattr(push, "status", boom)
+    tasks._check_next(None, tasks.StageCheck("build", "api", "test"))     # no exception escapes

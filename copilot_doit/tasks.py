@@ -42,6 +42,7 @@ subprocess._USE_VFORK = False
 
 _SESSION: tuple | None = None
 _MAIN_PID = os.getpid()   # doit's dispatching process (a `-P process` worker is a fork of it)
+_CHECK_AHEAD = False      # tasks run in threads (-n N -P thread): _check_next checks the next stage early
 # doit's command line as given (cli.py sets it; under `doit` it is sys.argv): decides whether this run
 # may change anything and so must hold the cache lock.
 COMMAND_ARGV: list[str] | None = None
@@ -284,9 +285,11 @@ def _check_next(s: Session, check: StageCheck) -> None:
     dispatching thread, a task at a time, before it hands the task to a worker: under -j N each check (a
     template rendered, a round trip or two) held up every idle worker (a -j 8 first deploy of 20 workloads
     started its lints ~80 ms apart). Done here, beside the other workers, the answer is memoised for the
-    dispatcher, and dropped as any other by the next stage's run (Session.changed). Not in a `-P process`
-    worker (its memo is not the dispatcher's), and not for a stage that waits for another workload's."""
-    if check.name is None or os.getpid() != _MAIN_PID:
+    dispatcher, and dropped as any other by the next stage's run (Session.changed). Only when tasks run in
+    threads: run one at a time, the dispatcher would check it right after anyway (and a stage's time would
+    then include its successor's check). Not in a `-P process` worker (its memo is not the dispatcher's),
+    and not for a stage that waits for another workload's."""
+    if not _CHECK_AHEAD or check.name is None or os.getpid() != _MAIN_PID:
         return
     for stage in WORKLOAD_STAGES:
         if check.stage not in stage.upstream:
@@ -438,7 +441,9 @@ class Reporter(ConsoleReporter):
         # lock; plain lines go through WholeLines.
         argv = COMMAND_ARGV if COMMAND_ARGV is not None else sys.argv[1:]
         jobs = live.doit_option(argv, "-n", "--process")
-        if jobs.isdigit() and int(jobs) > 1 and live.doit_option(argv, "-P", "--parallel-type") == "thread":
+        global _CHECK_AHEAD
+        _CHECK_AHEAD = jobs.isdigit() and int(jobs) > 1 and live.doit_option(argv, "-P", "--parallel-type") == "thread"
+        if _CHECK_AHEAD:
             linting.use_workers(int(jobs))   # cfn-lint in processes: threads would take turns on the GIL
         self.display = live.open_display(outstream if live.wants_rich(outstream, self.quiet, argv) else self.outstream,
                                          self.quiet, argv)

@@ -19,6 +19,7 @@ class FakeStage:
 
 
 def stages(monkeypatch, extra=()):
+    monkeypatch.setattr(tasks, "_CHECK_AHEAD", True)      # what the Reporter sets for -n N -P thread
     build, push = FakeStage("build", ()), FakeStage("push", ("build",))
     deploy = FakeStage("deploy", ("push",), extra)
     monkeypatch.setattr(tasks, "WORKLOAD_STAGES", (build, push, deploy))
@@ -49,3 +50,23 @@ def test_a_failing_check_is_left_to_the_dispatcher(monkeypatch):
         raise RuntimeError("no answer")
     monkeypatch.setattr(push, "status", boom)
     tasks._check_next(None, tasks.StageCheck("build", "api", "test"))     # no exception escapes
+
+
+def test_not_when_tasks_run_one_at_a_time(monkeypatch):
+    build, push, deploy = stages(monkeypatch)
+    monkeypatch.setattr(tasks, "_CHECK_AHEAD", False)
+    tasks._check_next(None, tasks.StageCheck("build", "api", "test"))
+    assert push.checked == []
+
+
+def test_the_reporter_says_whether_tasks_run_in_threads(monkeypatch):
+    import io
+    import sys
+    monkeypatch.setattr(sys, "stdout", sys.stdout)    # the Reporter wraps the streams: put them back after
+    monkeypatch.setattr(sys, "stderr", sys.stderr)
+    for argv, ahead in ((["deploy", "-n", "4", "-P", "thread"], True), (["deploy"], False),
+                        (["deploy", "-n", "1", "-P", "thread"], False), (["deploy", "-n", "4", "-P", "process"], False)):
+        monkeypatch.setattr(tasks, "COMMAND_ARGV", argv)
+        tasks.Reporter(io.StringIO(), {})
+        assert tasks._CHECK_AHEAD is ahead, argv
+    tasks.linting.use_workers(0)

@@ -16,8 +16,8 @@ from copilot_doit.targets.local.endpoint import EmulatedAwsTarget
 
 
 class FakeStage:
-    def __init__(self, status):
-        self.status = status
+    def __init__(self, status, name="deploy"):
+        self.status, self.name = status, name
 
 
 class FakeTarget:
@@ -123,3 +123,31 @@ def test_the_git_tag_is_asked_for_early_only_when_an_image_will_be_built(tmp_pat
     monkeypatch.setattr(push, "start_git_tag", lambda session: started.append(session))
     stages._start_git_tag_if_building(s, [(None, "aa", "test"), (None, "bb", "test")])
     assert started == ([s] if building else [])
+
+
+def test_every_image_check_is_taken_before_any_workload_s_whole_chain(tmp_path, monkeypatch):
+    """The rest of a workload's chain waits for the environment's check (its stack: the DescribeStacks walk);
+    a thread waiting there must not hold up other workloads' image checks (push: the registry or ECR)."""
+    names = [f"w{i:02d}" for i in range(10)]
+    _, s = session(tmp_path, monkeypatch, names)
+    s._targets["test"] = FakeTarget(3)
+    started, lock = [], threading.Lock()
+    walked = threading.Event()
+
+    def push_status(session, name, env):
+        with lock:
+            started.append(("push", name))
+
+    def deploy_status(session, name, env):
+        with lock:
+            started.append(("deploy", name))
+        walked.wait(0.05)          # the chain's end waits on the environment's check
+
+    monkeypatch.setattr(stages, "ENV", FakeStage(lambda *a: None, "env"))
+    monkeypatch.setattr(stages, "WORKLOAD_STAGES", (FakeStage(push_status, "push"), FakeStage(deploy_status)))
+    stages.prefetch(s)
+    kinds = [k for k, _ in started]
+    assert sorted(started) == sorted([("push", n) for n in names] + [("deploy", n) for n in names])
+    # Taken in that order by 3 threads: at most the 2 other threads' last pushes are recorded after the
+    # first deploy began.
+    assert kinds.index("deploy") >= 10 - 2 and "deploy" not in kinds[:8], started

@@ -76,7 +76,9 @@ def prefetch(session) -> None:
     collecting = gc.isenabled()
     gc.disable()
     try:
-        _check_all(session, jobs, workloads, _concurrency(session))
+        push_stage = next((st for st in WORKLOAD_STAGES if st.name == "push"), None)
+        image_checks = [] if push_stage is None else [(push_stage, name, env) for _, name, env in workloads]
+        _check_all(session, jobs, workloads, _concurrency(session), image_checks)
         _start_git_tag_if_building(session, workloads)
     finally:
         for thread in warming:   # no thread outlives the checks: doit may fork workers after them
@@ -120,7 +122,10 @@ def _concurrency(session) -> int:
     return max(allowed, default=8)
 
 
-def _check_all(session, jobs: list, workloads: list, concurrency: int) -> None:
+def _check_all(session, jobs: list, workloads: list, concurrency: int, image_checks: list = ()) -> None:
+    """`jobs`' environment checks each in a thread of its own; then, with more than one workload, `concurrency`
+    threads take `image_checks` (the workloads' push checks), then `workloads` (their whole chains)."""
+    image_checks = list(image_checks)
 
     def check(job):
         stage, name, env = job
@@ -148,7 +153,12 @@ def _check_all(session, jobs: list, workloads: list, concurrency: int) -> None:
         # ThreadPoolExecutor: concurrent.futures imports logging (~10 ms of a no-op here) for nothing this needs.
         for _, name, env in workloads:
             build.hash_context(session, name, env)
-        todo = iter(workloads)
+        # Every workload's image checks (build, push: the engine, the registry or ECR) are taken before any
+        # workload's rest of the chain: package and deploy wait for the environment's check (its stack, the
+        # DescribeStacks walk: one page after another), and a thread waiting there held up the image checks
+        # queued behind it (a 50-workload no-op on AWS with 250 stacks in the region: 18 DescribeImages
+        # started only once the walk's 6 pages were in).
+        todo = iter(image_checks + workloads)
         take = threading.Lock()
 
         def worker():

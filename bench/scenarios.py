@@ -515,7 +515,8 @@ class Bench:
         for scen, ns in self.notes.items():
             if scen != "targets":
                 text += [f"- {scen}: {n}" for n in ns]
-        text += ["", "Plot: `bench/noop_scaling.png` (this run).", ""]
+        text += ["", "Plot: `bench/noop_scaling.png` (this run)." if any(self.noop_points.values()) else
+                 "Plot: none (no no-op scenario ran; `bench/noop_scaling.png` is left as it was).", ""]
         out = "\n".join(text)
         print("\n" + out)
         with open(BENCH / "results.md", "a") as f:

@@ -31,7 +31,7 @@ from . import linting, live
 from .cache import ensure_root
 from .errors import StageFailed, UserError
 from .session import Options, Session, cache_root_for, parse_resource_tags
-from .stages import ENV, STAGES, WORKLOAD_STAGES, prefetch, stage_id
+from .stages import ENV, STAGES, WORKLOAD_STAGES, prefetch
 from .yamlsrc import flush_memo
 
 # Stages spawn processes (docker build, the local services) from doit's worker threads and from the
@@ -294,8 +294,8 @@ def _check_next(s: Session, check: StageCheck) -> None:
     for stage in WORKLOAD_STAGES:
         if check.stage not in stage.upstream:
             continue
-        if stage.deps(s, check.name, check.env) != [stage_id(u, check.name, check.env) for u in stage.upstream]:
-            continue
+        if stage.ordering is not None and stage.ordering(s, check.name, check.env):
+            continue   # it also waits for another workload's stage
         try:
             stage.status(s, check.name, check.env)
         except Exception:  # noqa: BLE001 — the dispatcher's own check reports it, cleanly

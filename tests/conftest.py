@@ -187,6 +187,19 @@ def scratch_workspace(base: Path, endpoints, prefix: str, manifests: dict[str, s
     return w
 
 
+def scratch_session(tmp_path: Path, monkeypatch, prefix: str, names: list[str]):
+    """(workspace, Session over `names` in env `test`) of a scratch workspace of Backend Services built from
+    their own contexts, with the cache under tmp_path and the workspace as the current folder."""
+    from copilot_doit.session import Options, Session
+    ws = scratch_workspace(tmp_path, None, prefix, {
+        n: f"name: {n}\ntype: Backend Service\nimage: {{build: copilot/{n}/src/Dockerfile, port: 80}}\n"
+        for n in names})
+    monkeypatch.chdir(ws.root)
+    monkeypatch.setenv("COPILOT_DOIT_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("COPILOT_DOIT_WORKSPACE", raising=False)
+    return ws, Session(Options(names=list(names), envs=["test"]))
+
+
 @pytest.fixture
 def workspace(tmp_path, services_up) -> Workspace:
     return make_workspace(tmp_path, services_up)

@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from conftest import scratch_workspace
+from conftest import scratch_session
 from copilot_doit import stages
 from copilot_doit.session import Options, Session
 from copilot_doit.targets.aws import AwsTarget
@@ -30,14 +30,8 @@ class FakeTarget:
         return None
 
 
-def session(tmp_path, monkeypatch, names, extra=""):
-    ws = scratch_workspace(tmp_path, None, "conc", {
-        n: f"name: {n}\ntype: Backend Service\nimage: {{build: copilot/{n}/src/Dockerfile, port: 80}}\n{extra}"
-        for n in names})
-    monkeypatch.chdir(ws.root)
-    monkeypatch.setenv("COPILOT_DOIT_CACHE", str(tmp_path / "cache"))
-    monkeypatch.delenv("COPILOT_DOIT_WORKSPACE", raising=False)
-    return ws, Session(Options(names=names, envs=["test"]))
+def session(tmp_path, monkeypatch, names):
+    return scratch_session(tmp_path, monkeypatch, "conc", names)
 
 
 def peak_of_checks(monkeypatch, s, concurrent_checks) -> tuple[int, FakeTarget]:

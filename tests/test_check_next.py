@@ -4,15 +4,14 @@ memoised; never in a forked `-P process` worker, never for a stage that also wai
 from __future__ import annotations
 
 from copilot_doit import tasks
-from copilot_doit.stages import stage_id
 
 
 class FakeStage:
-    def __init__(self, name, upstream, extra=()):
-        self.name, self.upstream, self.extra, self.checked = name, upstream, list(extra), []
+    """A stage of the table's shape: `ordering` names another workload's stages this one also waits for."""
 
-    def deps(self, s, name, env):
-        return [stage_id(u, name, env) for u in self.upstream] + self.extra
+    def __init__(self, name, upstream, extra=()):
+        self.name, self.upstream, self.checked = name, upstream, []
+        self.ordering = (lambda s, name, env: list(extra)) if extra else None
 
     def status(self, s, name, env):
         self.checked.append((name, env))

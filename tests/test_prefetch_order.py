@@ -6,9 +6,8 @@ from __future__ import annotations
 
 import threading
 
-from conftest import scratch_workspace
+from conftest import scratch_session
 from copilot_doit import stages
-from copilot_doit.session import Options, Session
 from copilot_doit.stages import build
 
 
@@ -19,13 +18,7 @@ class FakeStage:
 
 def test_contexts_are_hashed_by_the_caller_before_the_workload_checks_and_once(tmp_path, monkeypatch):
     names = ["aa", "bb", "cc"]
-    ws = scratch_workspace(tmp_path, None, "order", {
-        n: f"name: {n}\ntype: Backend Service\nimage: {{build: copilot/{n}/src/Dockerfile, port: 80}}\n"
-        for n in names})
-    monkeypatch.chdir(ws.root)
-    monkeypatch.setenv("COPILOT_DOIT_CACHE", str(tmp_path / "cache"))
-    monkeypatch.delenv("COPILOT_DOIT_WORKSPACE", raising=False)
-    s = Session(Options(names=names, envs=["test"]))
+    ws, s = scratch_session(tmp_path, monkeypatch, "order", names)
     events, lock = [], threading.Lock()
     env_started = threading.Event()
     real_tree = build.context_tree

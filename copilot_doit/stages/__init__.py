@@ -65,9 +65,12 @@ def prefetch(session) -> None:
     workloads = [(WORKLOAD_STAGES[-1], name, env) for name in session.names for env in session.envs]
     jobs = [(ENV, None, env) for env in session.envs] + workloads
     warming = []
+    allowed = []   # how many workloads' checks each environment's target runs at once
     for env in session.envs:
         try:
-            warming.append(session.target(env).warm_up(uploads=_checks_uploads(session, env)))
+            target = session.target(env)
+            allowed.append(target.concurrent_checks)
+            warming.append(target.warm_up(uploads=_checks_uploads(session, env)))
             warming += session.read_ahead(env)   # the workloads' stacks, when read by name
         except Exception:  # noqa: BLE001 — a target that cannot be made is reported by the check itself
             pass
@@ -78,7 +81,9 @@ def prefetch(session) -> None:
     try:
         push_stage = next((st for st in WORKLOAD_STAGES if st.name == "push"), None)
         image_checks = [] if push_stage is None else [(push_stage, name, env) for _, name, env in workloads]
-        _check_all(session, jobs, workloads, _concurrency(session), image_checks)
+        # As many at once as the selected environments' targets allow (milliseconds to local peers, tens
+        # of milliseconds to AWS).
+        _check_all(session, jobs, workloads, max(allowed, default=8), image_checks)
         _start_git_tag_if_building(session, workloads)
     finally:
         for thread in warming:   # no thread outlives the checks: doit may fork workers after them
@@ -108,18 +113,6 @@ def _checks_uploads(session, env: str) -> bool:
         return any(package.checks_uploads(session, name, env) for name in session.names)
     except Exception:  # noqa: BLE001 — a manifest that did not load is reported by its own check
         return True
-
-
-def _concurrency(session) -> int:
-    """How many workloads' checks run at once: as many as the selected environments' targets allow (their
-    round trips differ: milliseconds to local peers, tens of milliseconds to AWS)."""
-    allowed = []
-    for env in session.envs:
-        try:
-            allowed.append(session.target(env).concurrent_checks)
-        except Exception:  # noqa: BLE001 — a target that cannot be made is reported by the check itself
-            pass
-    return max(allowed, default=8)
 
 
 def _check_all(session, jobs: list, workloads: list, concurrency: int, image_checks: list = ()) -> None:

@@ -166,9 +166,13 @@ class AwsTarget:
         return {}
 
     def client_config(self) -> dict:
-        """botocore `Config` arguments of this target's clients: standard retries, bounded waits."""
-        return {"retries": {"mode": "standard", "max_attempts": 5}, "connect_timeout": 5, "read_timeout": 60,
-                "max_pool_connections": self.concurrent_checks + 2}  # + the environment's own check
+        """botocore `Config` arguments of this target's clients: its retry and wait bounds, and a connection
+        per concurrent check (+ the environment's own)."""
+        return {**self.client_limits(), "max_pool_connections": self.concurrent_checks + 2}
+
+    def client_limits(self) -> dict:
+        """Retries and waits: standard retries, bounded waits."""
+        return {"retries": {"mode": "standard", "max_attempts": 5}, "connect_timeout": 5, "read_timeout": 60}
 
     # The clients a run's live checks use. ECR first: every workload's check waits for its answers (one
     # DescribeImages each), while the one DescribeStacks walk runs beside them. S3 only when a selected

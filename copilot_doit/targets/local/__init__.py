@@ -53,10 +53,10 @@ class LocalTarget(AwsTarget):
     def client_kwargs(self) -> dict:
         return {"endpoint_url": self.endpoints.moto_url}
 
-    def client_config(self) -> dict:
+    def client_limits(self) -> dict:
         """The emulator answers in milliseconds: a stuck one fails the run after lite.READ_TIMEOUT per
         attempt (COPILOT_DOIT_LOCAL_TIMEOUT), not after AWS's minutes."""
-        return lite.boto_config(pool=self.concurrent_checks + 2)
+        return lite.boto_config()
 
     def account_id(self) -> str:
         return ACCOUNT

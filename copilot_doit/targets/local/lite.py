@@ -47,12 +47,11 @@ CONNECT_TIMEOUT = min(5.0, READ_TIMEOUT)
 MAX_ATTEMPTS = 3
 
 
-def boto_config(pool: int = 10) -> dict:
+def boto_config() -> dict:
     """botocore `Config` arguments for the local target's boto3 clients: the same bound as the plain-HTTP
-    calls (standard retries, but never minutes on a stuck emulator: 3 attempts × READ_TIMEOUT at most), and
-    `pool` connections kept (botocore's default is 10)."""
+    calls (standard retries, but never minutes on a stuck emulator: 3 attempts × READ_TIMEOUT at most)."""
     return {"retries": {"mode": "standard", "max_attempts": MAX_ATTEMPTS}, "connect_timeout": CONNECT_TIMEOUT,
-            "read_timeout": READ_TIMEOUT, "max_pool_connections": pool}
+            "read_timeout": READ_TIMEOUT}
 
 
 RESTART_HINT = ("`copilot-doit local status` names its pid; `copilot-doit local stop`, then deploy again, "

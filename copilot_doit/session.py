@@ -203,6 +203,12 @@ class Session:
         self._stacks: dict = {}   # env -> the region's listing; (env, name) -> {"stack": one stack or None}
         self._stack_changes: dict[str, int] = {}   # env -> how many times a stage changed its stacks
         self._memo: dict = {}
+        # How many times changed() dropped answers: everything (name None, or forget_everything), answers of
+        # one workload (by name), and the shared facts (any workload's change drops them). A memo computed
+        # while a stage changed the world is stale and is not stored (memo): checks may run beside stages.
+        self._dropped_all = 0
+        self._dropped_by_name: dict = {}
+        self._dropped_shared = 0
         self._locks: dict = {}
         self._locks_lock = threading.Lock()
         # Every selected manifest is read and validated up front: a mistake stops the run before
@@ -262,12 +268,16 @@ class Session:
         """`read()`, remembered under `key` — unless a stage changed a stack of this env (changed(env))
         while it was on the wire: then it is stale, and read again."""
         while True:
-            seen = self._stack_changes.get(env, 0)
+            seen = self._stack_changes.get(env, 0), self._dropped_all
             value = read()
             with self._locks_lock:
-                if self._stack_changes.get(env, 0) == seen:
+                if (self._stack_changes.get(env, 0), self._dropped_all) == seen:
                     self._stacks[key] = value
                     return value
+
+    def walks_stacks(self, env: str) -> bool:
+        """Whether this run's next read of the env's stacks is the region's walk (not reads by name)."""
+        return env not in self._stacks and not self._by_name(env)
 
     def _by_name(self, env: str) -> bool:
         """Stacks are read by name when the run needs few of them, or once it changed one of the env's
@@ -314,23 +324,44 @@ class Session:
         `name`, only that workload's statuses (in every environment: two environments share an image)
         and the registry/bucket facts go: other workloads' answers still hold, which keeps a deploy of
         one workload among fifty from re-checking the other forty-nine after each of its stages."""
-        if name is None:
-            self._memo.clear()
-        else:
-            for key in list(self._memo):
-                if not isinstance(key, tuple) or len(key) < 2 or key[1] == name or key[0] in SHARED_FACTS:
-                    self._memo.pop(key, None)
-        if env is not None:
-            with self._locks_lock:
+        with self._locks_lock:
+            if name is None:
+                self._dropped_all += 1
+                self._memo.clear()
+            else:
+                self._dropped_by_name[name] = self._dropped_by_name.get(name, 0) + 1
+                self._dropped_shared += 1
+                for key in list(self._memo):
+                    if self._shared(key) or key[1] == name:
+                        self._memo.pop(key, None)
+            if env is not None:
+                target = self._targets.get(env)
+                if target is not None and hasattr(target, "stacks_changed"):
+                    target.stacks_changed()   # a read it started ahead (warm_up's walk) is stale now
                 self._stack_changes[env] = self._stack_changes.get(env, 0) + 1
                 for key in list(self._stacks):
                     if key == env or (isinstance(key, tuple) and key[0] == env):
                         self._stacks.pop(key, None)
 
     def forget_everything(self) -> None:
-        """Drop every memo and stack listing (a forked worker process starts from the world)."""
-        self._memo.clear()
-        self._stacks.clear()
+        """Drop every memo and stack listing (a forked worker process starts from the world; a handed-over
+        session whose checks another run may have made stale)."""
+        with self._locks_lock:
+            self._dropped_all += 1
+            self._memo.clear()
+            self._stacks.clear()
+        self.facts.pop("prefetched", None)   # the next check computes them all again, concurrently
+
+    @staticmethod
+    def _shared(key) -> bool:
+        """Whether a memo key is dropped by any workload's change (see changed), not only by its own."""
+        return not isinstance(key, tuple) or len(key) < 2 or key[0] in SHARED_FACTS
+
+    def _drops(self, key) -> tuple[int, int]:
+        """The counts of changed() calls that would drop `key`'s answer (compared before and after it is computed)."""
+        if self._shared(key):
+            return self._dropped_all, self._dropped_shared
+        return self._dropped_all, self._dropped_by_name.get(key[1], 0)
 
     def memo(self, key, fn: Callable):
         """`fn()` once per key until the world changes (`changed`). Thread-safe: statuses are computed
@@ -343,8 +374,15 @@ class Session:
             try:
                 return self._memo[key]
             except KeyError:
-                value = self._memo[key] = fn()
-                return value  # a local: another thread's changed() may clear the memo at any moment
+                pass
+            seen = self._drops(key)
+            value = fn()
+            with self._locks_lock:
+                # Computed while a stage changed what it depends on (checks run beside stages, prefetch):
+                # returned to its caller, who asked before that change, but not kept for later askers.
+                if self._drops(key) == seen:
+                    self._memo[key] = value
+            return value  # a local: another thread's changed() may clear the memo at any moment
 
     def once(self, key, fn: Callable):
         """`fn()` once per run (facts that no stage changes: the git describe text, the base-image memo)."""

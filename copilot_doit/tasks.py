@@ -187,9 +187,7 @@ class StageCheck:
         self.error = None
         try:
             s = session()
-            if not s.facts.get("prefetched"):
-                s.facts["prefetched"] = True
-                prefetch(s)
+            prefetch(s)   # once per session
             st = STAGES[self.stage].status(s, self.name, self.env)
         except (UserError, StageFailed) as exc:
             # Reported by the action, cleanly, instead of a traceback from inside doit's checker.

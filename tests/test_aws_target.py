@@ -7,6 +7,7 @@ import uuid
 
 import pytest
 
+from copilot_doit.errors import UserError
 from copilot_doit.targets.aws import AwsTarget as Target
 from copilot_doit.workspace import EnvSettings
 
@@ -84,7 +85,6 @@ def test_bucket_upload_and_stacks_listing(target):
 def test_wrong_account_is_refused_before_anything_changes(services_up):
     t = EndpointTarget(services_up.moto_url)
     t.settings = EnvSettings(name="prod", target="aws", region="us-east-1", account="999999999999")
-    from copilot_doit.errors import UserError
     with pytest.raises(UserError, match="credentials are for account 123456789012, but environment 'prod' expects 999999999999"):
         t.account_id()
 
@@ -382,3 +382,91 @@ def boto3_cfn(services_up):
     import boto3
     return boto3.client("cloudformation", endpoint_url=services_up.moto_url, region_name="us-east-1",
                         aws_access_key_id="testing", aws_secret_access_key="testing")
+
+
+def _describe_stacks_calls(log) -> int:
+    if not log.exists():
+        return 0
+    return sum(1 for line in log.read_text().splitlines() if json.loads(line)["operation"] == "DescribeStacks")
+
+
+def _stack(t, name=None) -> str:
+    name = name or f"s{uuid.uuid4().hex[:8]}"
+    t.client("cloudformation").create_stack(
+        StackName=name, TemplateBody=json.dumps({"Resources": {"L": {"Type": "AWS::Logs::LogGroup"}}}))
+    return name
+
+
+def test_the_walk_started_by_warm_up_is_the_first_listing_walked_once(target, monkeypatch, tmp_path):
+    """warm_up(walk=True) starts the region's DescribeStacks walk before Copilot's SSM entry and the other
+    clients; describe_stacks takes its answer (and its client) instead of walking again."""
+    stack = _stack(target)
+    log = tmp_path / "api.jsonl"
+    monkeypatch.setenv("COPILOT_DOIT_API_LOG", str(log))
+    t = EndpointTarget(target.url)
+    thread = t.warm_up(uploads=False, walk=True)
+    listing = t.describe_stacks()
+    thread.join(30)
+    assert stack in listing
+    first = _describe_stacks_calls(log)
+    assert first >= 1
+    walked_client = t._clients["cloudformation"]
+    again = t.describe_stacks()   # a later read walks anew (a stage may have changed a stack since)
+    assert stack in again and _describe_stacks_calls(log) == 2 * first
+    assert t._clients["cloudformation"] is walked_client   # one client for both
+
+
+def test_describe_stacks_before_the_warm_up_walks_itself_and_no_walk_starts_after(target, monkeypatch, tmp_path):
+    log = tmp_path / "api.jsonl"
+    monkeypatch.setenv("COPILOT_DOIT_API_LOG", str(log))
+    t = EndpointTarget(target.url)
+    t.describe_stacks()
+    one_walk = _describe_stacks_calls(log)
+    t.warm_up(uploads=False, walk=True).join(30)
+    assert t._early_walk is None and _describe_stacks_calls(log) == one_walk
+
+
+def test_the_early_walk_is_not_used_before_the_account_check(target):
+    t = EndpointTarget(target.url)
+    t.settings = EnvSettings(name="t", target="aws", region="us-east-1", account="999999999999")
+    thread = t.warm_up(uploads=False, walk=True)
+    thread.join(30)
+    with pytest.raises(UserError, match="expects 999999999999"):
+        t.describe_stacks()
+
+
+def test_the_early_walk_with_the_default_credentials_is_dropped_for_an_environment_behind_its_manager_role(
+        target, monkeypatch, tmp_path):
+    """The walk starts before Copilot's SSM entry is read. When the entry puts the environment in another
+    account (its manager role), what the default credentials listed is another account's stacks: dropped,
+    and the region walked again as the environment's account."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL", target.url)  # botocore's STS client for AssumeRole reads it
+    only_in_default_account = _stack(target)
+    app = f"r{uuid.uuid4().hex[:8]}"
+    _copilot_app(target, app)
+    target.registry_client().put_parameter(
+        Name=f"/copilot/applications/{app}/environments/t", Type="String",
+        Value=f'{{"app":"{app}","name":"t","region":"us-east-1","accountID":"210987654321","registryURL":"",'
+              '"executionRoleARN":"arn:aws:iam::210987654321:role/x-test-CFNExecutionRole",'
+              '"managerRoleARN":"arn:aws:iam::210987654321:role/x-test-EnvManagerRole"}')
+    t = EndpointTarget(target.url)
+    t.settings = EnvSettings(name="t", target="aws", region="us-east-1")
+    t.use_copilot_region(app)
+    log = tmp_path / "api.jsonl"
+    monkeypatch.setenv("COPILOT_DOIT_API_LOG", str(log))
+    thread = t.warm_up(uploads=False, walk=True)
+    thread.join(30)
+    early = t._early_walk
+    assert early is not None and only_in_default_account in early["stacks"]   # the default account's listing
+    listing = t.describe_stacks()
+    assert only_in_default_account not in listing
+    assert t.client("cloudformation") is not early["client"]
+
+
+def test_a_walk_started_before_a_stage_changed_a_stack_is_not_taken(target, monkeypatch, tmp_path):
+    """Session.changed(env) tells the target: a walk still untaken is stale, the next read walks anew."""
+    t = EndpointTarget(target.url)
+    t.warm_up(uploads=False, walk=True).join(30)
+    created_after = _stack(target)
+    t.stacks_changed()
+    assert created_after in t.describe_stacks()

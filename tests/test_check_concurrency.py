@@ -25,8 +25,9 @@ class FakeTarget:
         self.concurrent_checks = concurrent_checks
         self.warmed = []
 
-    def warm_up(self, uploads=True):
+    def warm_up(self, uploads=True, walk=False):
         self.warmed.append(uploads)
+        self.walks = walk
         return None
 
 
@@ -82,6 +83,15 @@ def test_botocore_keeps_a_connection_per_check(tmp_path):
         assert t.client_config()["max_pool_connections"] > cls.concurrent_checks
 
 
+@pytest.mark.parametrize("count", [2, 5])
+def test_the_warm_up_starts_the_walk_when_the_run_walks_the_region(tmp_path, monkeypatch, count):
+    """A run of one or two workloads reads its stacks by name (Session.stacks): no walk to start early."""
+    names = [f"w{i:02d}" for i in range(count)]
+    _, s = session(tmp_path, monkeypatch, names)
+    _, fake = peak_of_checks(monkeypatch, s, 2)
+    assert fake.walks is (count > 2)
+
+
 def test_no_s3_client_is_warmed_when_no_selected_workload_has_uploads(tmp_path, monkeypatch):
     _, s = session(tmp_path, monkeypatch, ["aa", "bb"])
     _, fake = peak_of_checks(monkeypatch, s, 8)
@@ -109,14 +119,18 @@ def test_an_s3_client_is_warmed_when_a_selected_workload_has_uploads(tmp_path, m
 
 @pytest.mark.parametrize("building", [False, True])
 def test_the_git_tag_is_asked_for_early_only_when_an_image_will_be_built(tmp_path, monkeypatch, building):
-    from copilot_doit.stages import build, push
+    """Asked by the check that finds the build to run, as soon as it does (the others may still be checking)."""
+    from copilot_doit.stages import push
     from copilot_doit.stages.base import Status
     _, s = session(tmp_path, monkeypatch, ["aa", "bb"])
-    monkeypatch.setattr(build, "status", lambda session, name, env: Status(building and name == "bb", "why"))
+    checked = []
+    build_stage = FakeStage(lambda session, name, env: Status(building and name == "bb", "why"), "build")
+    deploy_stage = FakeStage(lambda session, name, env: checked.append(name))
+    monkeypatch.setattr(stages, "WORKLOAD_STAGES", (build_stage, deploy_stage))
     started = []
-    monkeypatch.setattr(push, "start_git_tag", lambda session: started.append(session))
-    stages._start_git_tag_if_building(s, [(None, "aa", "test"), (None, "bb", "test")])
-    assert started == ([s] if building else [])
+    monkeypatch.setattr(push, "start_git_tag", lambda session: started.append((session, list(checked))))
+    stages._check_all(s, [], [(deploy_stage, "aa", "test"), (deploy_stage, "bb", "test")], 1)
+    assert started == ([(s, ["aa", "bb"])] if building else [])
 
 
 def test_every_image_check_is_taken_before_any_workload_s_whole_chain(tmp_path, monkeypatch):

@@ -61,7 +61,15 @@ def prefetch(session) -> None:
     """Every selected stage's status, computed concurrently (threads: the live checks are network
     round trips — DescribeStacks per environment, registry and ECR lookups per image — that at real AWS
     latency would otherwise add up one after another). The answers land in the session's memo, where
-    doit's own checks, which come one by one, find them. A failure is left for that check to report."""
+    doit's own checks, which come one by one, find them. A failure is left for that check to report.
+    Once per session (a session handed over to doit by `copilot-doit deploy` is not checked twice)."""
+    if session.facts.get("prefetched"):
+        return
+    session.facts["prefetched"] = True
+    _prefetch(session)
+
+
+def _prefetch(session) -> None:
     workloads = [(WORKLOAD_STAGES[-1], name, env) for name in session.names for env in session.envs]
     jobs = [(ENV, None, env) for env in session.envs] + workloads
     warming = []
@@ -70,7 +78,7 @@ def prefetch(session) -> None:
         try:
             target = session.target(env)
             allowed.append(target.concurrent_checks)
-            warming.append(target.warm_up(uploads=_checks_uploads(session, env)))
+            warming.append(target.warm_up(uploads=_checks_uploads(session, env), walk=session.walks_stacks(env)))
             warming += session.read_ahead(env)   # the workloads' stacks, when read by name
         except Exception:  # noqa: BLE001 — a target that cannot be made is reported by the check itself
             pass
@@ -84,7 +92,6 @@ def prefetch(session) -> None:
         # As many at once as the selected environments' targets allow (milliseconds to local peers, tens
         # of milliseconds to AWS).
         _check_all(session, jobs, workloads, max(allowed, default=8), image_checks)
-        _start_git_tag_if_building(session, workloads)
     finally:
         for thread in warming:   # no thread outlives the checks: doit may fork workers after them
             if thread is not None:
@@ -94,17 +101,6 @@ def prefetch(session) -> None:
             # made (~70 ms for 500 workloads) to find the few cycles among it — kept instead, a few MB.
             gc.freeze()
             gc.enable()
-
-
-def _start_git_tag_if_building(session, workloads: list) -> None:
-    """When some image will be built, its push will want the git tag: ask git now, beside the build."""
-    for _, name, env in workloads:
-        try:
-            if build.status(session, name, env).run:   # answered already: the checks computed it
-                push.start_git_tag(session)
-                return
-        except Exception:  # noqa: BLE001 — reported, cleanly, when doit asks for this stage itself
-            continue
 
 
 def _checks_uploads(session, env: str) -> bool:
@@ -119,11 +115,14 @@ def _check_all(session, jobs: list, workloads: list, concurrency: int, image_che
     """`jobs`' environment checks each in a thread of its own; then, with more than one workload, `concurrency`
     threads take `image_checks` (the workloads' push checks), then `workloads` (their whole chains)."""
     image_checks = list(image_checks)
+    build_stage = next((st for st in WORKLOAD_STAGES if st.name == "build"), None)
 
     def check(job):
         stage, name, env = job
         try:
             stage.status(session, name, env)   # computes its upstream stages on the way
+            if stage is not ENV and build_stage is not None and build_stage.status(session, name, env).run:
+                push.start_git_tag(session)   # its push will want the git tag: ask git now, beside the build
         except Exception:  # noqa: BLE001 — reported, cleanly, when doit asks for this stage itself
             pass
 

@@ -133,7 +133,16 @@ def start_git_tag(s: Session) -> None:
     if s.opts.tag or "git-tag" in s.facts or "git-describing" in s.facts:
         return
     from .. import git
-    s.facts["git-describing"] = git.Describing(s.ws.root)
+    # Held by git_tag while it asks (and takes what was started): then there is nothing to start. The
+    # checks' threads may each find a build to run: one starts it.
+    asking = s.lock_for(("once", "git-tag"))
+    if not asking.acquire(blocking=False):
+        return
+    try:
+        if "git-tag" not in s.facts and "git-describing" not in s.facts:
+            s.facts["git-describing"] = git.Describing(s.ws.root)
+    finally:
+        asking.release()
 
 
 def explain(old: dict, new: dict) -> list[str]:

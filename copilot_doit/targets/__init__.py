@@ -65,8 +65,12 @@ class Target(Protocol):
     def object_url_if_known(self, bucket: str, key: str) -> str | None: ...  # starts nothing
 
     # the clients the live checks will use, made in a background thread the caller joins (None: nothing to do);
-    # `uploads`: the checks will look for uploaded artifacts (S3) too
-    def warm_up(self, uploads: bool = True): ...
+    # `uploads`: the checks will look for uploaded artifacts (S3) too; `walk`: the first read of the stacks
+    # will be the region's walk (describe_stacks), which may start here
+    def warm_up(self, uploads: bool = True, walk: bool = False): ...
+
+    # a stage changed a stack of this environment: whatever was read ahead of that is stale
+    def stacks_changed(self) -> None: ...
 
     def close(self) -> None: ...
 

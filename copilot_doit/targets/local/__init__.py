@@ -33,7 +33,7 @@ class LocalTarget(AwsTarget):
         self._ecr_lock = threading.Lock()
         self._ecr_snapshot = _UNREAD
 
-    def warm_up(self, uploads: bool = True) -> None:
+    def warm_up(self, uploads: bool = True, walk: bool = False) -> None:
         """Nothing to warm: the live checks of the local target are plain HTTP (lite.py), no boto3."""
         return None
 

@@ -447,6 +447,8 @@ def options_from_args(a: argparse.Namespace):
 
 
 def main(argv: list[str] | None = None) -> int:
+    if _starting_a_worker():
+        return 2
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(USAGE)
@@ -466,6 +468,21 @@ def main(argv: list[str] | None = None) -> int:
         return _cache(rest)
     print(f"copilot-doit: unknown command '{cmd}'\n\n{USAGE}", file=sys.stderr)
     return 2
+
+
+def _starting_a_worker() -> bool:
+    """Whether this process is a multiprocessing worker still starting up, re-running its parent's main script
+    (the `spawn` start method runs the script again as `__mp_main__`, and cfn-lint's workers under -j N are
+    spawned). A script that calls main() without `if __name__ == "__main__":` would otherwise deploy again
+    in every worker, each waiting for the cache lock its parent holds: a run that never ends. Said once, in
+    the worker; the parent reports its lint worker's early exit."""
+    mp = sys.modules.get("multiprocessing")   # not imported: not a worker (and no import on the no-op path)
+    if mp is None or not getattr(mp.current_process(), "_inheriting", False):
+        return False
+    print("copilot-doit: main() was called while a worker process started (it re-runs the script that "
+          "started copilot-doit): call it under `if __name__ == \"__main__\":`, or use the copilot-doit "
+          "command", file=sys.stderr)
+    return True
 
 
 PLAN_HELP = """\

@@ -86,11 +86,42 @@ def _get_pool():
         return _pool
 
 
+# A worker's answer to one template (queued behind the others' included): cfn-lint takes ~0.1-1 s per
+# template; far past that the worker is stuck, and the run says so instead of waiting for ever.
+WORKER_TIMEOUT = 600.0
+
+
 def run(template_text: str, region: str) -> list[dict]:
     if _workers > 1:
-        return _get_pool().submit(lint_report, template_text, region).result()
+        return _in_worker(template_text, region)
     with _LINT_LOCK:
         return lint_report(template_text, region)
+
+
+def _in_worker(template_text: str, region: str) -> list[dict]:
+    from concurrent.futures import TimeoutError as NoAnswer
+    from concurrent.futures.process import BrokenProcessPool
+    global _pool
+    pool = _get_pool()
+    future = pool.submit(lint_report, template_text, region)
+    try:
+        return future.result(timeout=WORKER_TIMEOUT)
+    except BrokenProcessPool:
+        with _POOL_LOCK:   # unusable now: the next template starts new workers
+            if _pool is pool:
+                _pool = None
+        raise StageFailed("a cfn-lint worker process exited before it answered (killed, out of memory, or a "
+                          "script that starts copilot-doit without `if __name__ == \"__main__\":`, which every "
+                          "worker runs again as it starts)") from None
+    except NoAnswer:
+        with _POOL_LOCK:
+            if _pool is pool:
+                _pool = None
+        # Its workers stopped, not waited for: shutdown(wait=True) at the run's end would wait on the stuck one.
+        for process in list((getattr(pool, "_processes", None) or {}).values()):
+            process.terminate()
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise StageFailed(f"cfn-lint's worker process gave no answer within {WORKER_TIMEOUT:g} s") from None
 
 
 @functools.lru_cache(maxsize=8)

@@ -78,3 +78,63 @@ def test_one_runner_per_process_reports_what_cfn_lint_api_reports_for_every_temp
         for text in texts + texts[::-1]:
             assert linting.lint_report(text, region) == api_rows(text, region), (region, text)
     assert linting._runner.cache_info().currsize == 2        # one Runner per region, reused
+
+
+def _pool_of(**kwargs):
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    return ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"), **kwargs)
+
+
+def test_a_worker_that_exits_before_answering_fails_the_stage_and_the_next_lint_starts_new_workers(workers):
+    linting._pool = _pool_of(initializer=os._exit, initargs=(3,))   # every worker dies as it starts
+    with pytest.raises(StageFailed, match="worker process exited before it answered"):
+        linting.run(json.dumps(WARNS, indent=1), "us-east-1")
+    assert linting._pool is None
+    assert linting.run(json.dumps(WARNS, indent=1), "us-east-1")[0]["rule"] == "W2001"
+
+
+def test_a_worker_that_never_answers_fails_the_stage_in_bounded_time_and_is_stopped(workers, monkeypatch):
+    import time
+    monkeypatch.setattr(linting, "WORKER_TIMEOUT", 1.0)
+    stuck = _pool_of(initializer=time.sleep, initargs=(3600,))        # the worker never takes the template
+    linting._pool = stuck
+    t0 = time.monotonic()
+    with pytest.raises(StageFailed, match="no answer within 1 s"):
+        linting.run(json.dumps(WARNS, indent=1), "us-east-1")
+    assert time.monotonic() - t0 < 30
+    assert linting._pool is None
+    import multiprocessing
+    deadline = time.monotonic() + 10
+    while multiprocessing.active_children() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not multiprocessing.active_children(), "the stuck worker was left running"
+
+
+UNGUARDED = """\
+import multiprocessing, sys
+from copilot_doit.cli import main
+if __name__ == "__mp_main__":          # the spawned child, re-running this script as it starts
+    print("child main returned", main(["deploy", "-e", "test"]), file=sys.stderr)
+    sys.exit(7)
+child = multiprocessing.get_context("spawn").Process(target=print, args=("worker ran",))
+child.start()
+child.join(60)
+print("worker exit", child.exitcode)
+"""
+
+
+def test_main_called_while_a_spawned_worker_starts_runs_nothing_and_says_why(tmp_path):
+    """A script that calls main() without `if __name__ == "__main__":` is run again by every spawned worker
+    (cfn-lint's under -j N) as it starts: main() there deploys nothing (it would wait for the cache lock its
+    parent holds, for ever) and says what to change."""
+    import subprocess
+    import sys
+    script = tmp_path / "unguarded.py"
+    script.write_text(UNGUARDED)
+    p = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                       env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert "worker exit 7" in p.stdout, (p.stdout, p.stderr)
+    assert "child main returned 2" in p.stderr
+    assert 'call it under `if __name__ == "__main__":`' in p.stderr
+    assert "workspace" not in p.stderr.lower()   # it did not go looking for a workspace to deploy

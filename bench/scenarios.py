@@ -487,7 +487,7 @@ class Bench:
         self.notes.setdefault("targets", []).append(f"{scen}: **{mark}** — {text}")
         log(f"{scen}: {mark} — {text}")
 
-    def write(self, mode: str, t_total: float) -> None:
+    def write(self, mode: str, t_total: float, plot: bool = True) -> None:
         rows = ["| scenario | case | runs | median | min | max |", "|---|---|---|---|---|---|"]
         for r in self.results:
             rows.append(f"| {r['scenario']} | {r['case']} | {len(r['samples'])} | {r['median']:.3f} s | "
@@ -515,13 +515,16 @@ class Bench:
         for scen, ns in self.notes.items():
             if scen != "targets":
                 text += [f"- {scen}: {n}" for n in ns]
-        text += ["", "Plot: `bench/noop_scaling.png` (this run)." if any(self.noop_points.values()) else
-                 "Plot: none (no no-op scenario ran; `bench/noop_scaling.png` is left as it was).", ""]
+        plotted = plot and any(self.noop_points.values())
+        text += ["", "Plot: `bench/noop_scaling.png` (this run)." if plotted else
+                 "Plot: none (" + ("a run of some scenarios (--only)" if not plot else "no no-op scenario ran")
+                 + "; `bench/noop_scaling.png` is left as it was).", ""]
         out = "\n".join(text)
         print("\n" + out)
         with open(BENCH / "results.md", "a") as f:
             f.write("\n" + out + "\n")
-        self.plot()
+        if plotted:   # a run of some scenarios would replace the full run's curves with a point or two
+            self.plot()
 
     def plot(self) -> None:
         if not any(self.noop_points.values()):
@@ -612,7 +615,8 @@ def main() -> None:
                     getattr(b, scen.lower())()
                 except Exception as exc:  # noqa: BLE001 - one scenario's failure is a result too
                     b.note(scen, f"FAILED: {str(exc)[:1500]}")
-        b.write("quick" if q else "full", time.perf_counter() - t0)
+        mode = "quick" if q else "full"
+        b.write(f"{mode}, only {','.join(only)}" if a.only else mode, time.perf_counter() - t0, plot=not a.only)
     finally:
         b.cleanup()
 

@@ -324,6 +324,9 @@ class Session:
         `name`, only that workload's statuses (in every environment: two environments share an image)
         and the registry/bucket facts go: other workloads' answers still hold, which keeps a deploy of
         one workload among fifty from re-checking the other forty-nine after each of its stages."""
+        target = self._targets.get(env) if env is not None else None
+        if target is not None:
+            target.stacks_changed()   # a read it started ahead (warm_up's walk) is stale now
         with self._locks_lock:
             if name is None:
                 self._dropped_all += 1
@@ -335,9 +338,6 @@ class Session:
                     if self._shared(key) or key[1] == name:
                         self._memo.pop(key, None)
             if env is not None:
-                target = self._targets.get(env)
-                if target is not None and hasattr(target, "stacks_changed"):
-                    target.stacks_changed()   # a read it started ahead (warm_up's walk) is stale now
                 self._stack_changes[env] = self._stack_changes.get(env, 0) + 1
                 for key in list(self._stacks):
                     if key == env or (isinstance(key, tuple) and key[0] == env):

@@ -30,6 +30,9 @@ class FakeTarget:
         self.walks = walk
         return None
 
+    def stacks_changed(self):
+        pass
+
 
 def session(tmp_path, monkeypatch, names):
     return scratch_session(tmp_path, monkeypatch, "conc", names)

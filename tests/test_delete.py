@@ -74,6 +74,9 @@ class FakeTarget:
     def copilot_app(self, app):
         return None
 
+    def stacks_changed(self):
+        pass
+
 
 def _stack(name: str, status: str, tags: dict, outputs: dict | None = None) -> dict:
     return {"StackName": name, "StackId": f"arn:aws:cloudformation:us-east-1:1:stack/{name}/x", "StackStatus": status,

@@ -35,6 +35,9 @@ class FakeTarget:
         self.walks += 1
         return {}
 
+    def stacks_changed(self):
+        pass
+
 
 def session(tmp_path, monkeypatch, names):
     workspace(tmp_path, names)

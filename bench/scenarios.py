@@ -142,6 +142,12 @@ class Bench:
         from copilot_doit.targets.local import services
         return services.ensure_running(self.tmp / "unused-cache")
 
+    def emulator_cfn(self):
+        """A CloudFormation client of the emulator itself (no proxy, not copilot-doit's code path)."""
+        import boto3
+        return boto3.client("cloudformation", endpoint_url=self.endpoints().moto_url, region_name="us-east-1",
+                            aws_access_key_id="testing", aws_secret_access_key="testing")
+
     def workspace(self, label: str, n: int, m: int, seed: int = 0, deploy: bool = True) -> tuple[Path, str, list[str]]:
         root = self.tmp / label
         app = "b" + uuid.uuid4().hex[:7]
@@ -162,10 +168,8 @@ class Bench:
 
     def naive_script(self, root: Path, app: str, names: list[str], env_name: str = "test") -> list[str]:
         """The naive per-workload script (docker build + docker push + cfn deploy, no-fail-on-empty)."""
-        import boto3
         e = self.endpoints()
-        cfn = boto3.client("cloudformation", endpoint_url=e.moto_url, region_name="us-east-1",
-                           aws_access_key_id="testing", aws_secret_access_key="testing")
+        cfn = self.emulator_cfn()
         work = root / "naive"
         work.mkdir(exist_ok=True)
         lines = ["set -e"]
@@ -278,10 +282,8 @@ class Bench:
 
     def region_stacks(self) -> int:
         """How many stacks the emulator's region holds (the no-op's DescribeStacks walk is a page per 50)."""
-        import boto3
-        cfn = boto3.client("cloudformation", endpoint_url=self.endpoints().moto_url, region_name="us-east-1",
-                           aws_access_key_id="testing", aws_secret_access_key="testing")
-        return sum(len(page["Stacks"]) for page in cfn.get_paginator("describe_stacks").paginate())
+        pages = self.emulator_cfn().get_paginator("describe_stacks").paginate()
+        return sum(len(page["Stacks"]) for page in pages)
 
     def p2l_crowded(self):
         """P2L again at the end, after P7 and P7L left their stacks in the emulator's region: the walk's pages

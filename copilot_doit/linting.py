@@ -98,25 +98,28 @@ def run(template_text: str, region: str) -> list[dict]:
         return lint_report(template_text, region)
 
 
+def _forget(pool) -> None:
+    """A pool found unusable is not handed out again: the next template starts new workers."""
+    global _pool
+    with _POOL_LOCK:
+        if _pool is pool:
+            _pool = None
+
+
 def _in_worker(template_text: str, region: str) -> list[dict]:
     from concurrent.futures import TimeoutError as NoAnswer
     from concurrent.futures.process import BrokenProcessPool
-    global _pool
     pool = _get_pool()
     future = pool.submit(lint_report, template_text, region)
     try:
         return future.result(timeout=WORKER_TIMEOUT)
     except BrokenProcessPool:
-        with _POOL_LOCK:   # unusable now: the next template starts new workers
-            if _pool is pool:
-                _pool = None
+        _forget(pool)
         raise StageFailed("a cfn-lint worker process exited before it answered (killed, out of memory, or a "
                           "script that starts copilot-doit without `if __name__ == \"__main__\":`, which every "
                           "worker runs again as it starts)") from None
     except NoAnswer:
-        with _POOL_LOCK:
-            if _pool is pool:
-                _pool = None
+        _forget(pool)
         # Its workers stopped, not waited for: shutdown(wait=True) at the run's end would wait on the stuck one.
         for process in list((getattr(pool, "_processes", None) or {}).values()):
             process.terminate()

@@ -87,7 +87,7 @@ def _prefetch(session) -> None:
     collecting = gc.isenabled()
     gc.disable()
     try:
-        push_stage = next((st for st in WORKLOAD_STAGES if st.name == "push"), None)
+        push_stage = _workload_stage("push")
         image_checks = [] if push_stage is None else [(push_stage, name, env) for _, name, env in workloads]
         # As many at once as the selected environments' targets allow (milliseconds to local peers, tens
         # of milliseconds to AWS).
@@ -103,6 +103,11 @@ def _prefetch(session) -> None:
             gc.enable()
 
 
+def _workload_stage(name: str):
+    """The workload stage of that name in WORKLOAD_STAGES (read at call time: tests replace the table), or None."""
+    return next((st for st in WORKLOAD_STAGES if st.name == name), None)
+
+
 def _checks_uploads(session, env: str) -> bool:
     """Whether some selected workload's check in `env` will look for its uploads (S3); True when unsure."""
     try:
@@ -115,7 +120,7 @@ def _check_all(session, jobs: list, workloads: list, concurrency: int, image_che
     """`jobs`' environment checks each in a thread of its own; then, with more than one workload, `concurrency`
     threads take `image_checks` (the workloads' push checks), then `workloads` (their whole chains)."""
     image_checks = list(image_checks)
-    build_stage = next((st for st in WORKLOAD_STAGES if st.name == "build"), None)
+    build_stage = _workload_stage("build")
 
     def check(job):
         stage, name, env = job

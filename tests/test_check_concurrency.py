@@ -121,19 +121,18 @@ def test_an_s3_client_is_warmed_when_a_selected_workload_has_uploads(tmp_path, m
 
 
 @pytest.mark.parametrize("building", [False, True])
-def test_the_git_tag_is_asked_for_early_only_when_an_image_will_be_built(tmp_path, monkeypatch, building):
-    """Asked by the check that finds the build to run, as soon as it does (the others may still be checking)."""
-    from copilot_doit.stages import push
+def test_the_push_check_asks_for_the_git_tag_only_when_its_image_will_be_built(tmp_path, monkeypatch, building):
+    """The push check that finds its image must be built first starts git (its tag) then, in the checks'
+    thread: the answer is in by the time the push runs, after the build."""
+    from copilot_doit.stages import build, push
     from copilot_doit.stages.base import Status
-    _, s = session(tmp_path, monkeypatch, ["aa", "bb"])
-    checked = []
-    build_stage = FakeStage(lambda session, name, env: Status(building and name == "bb", "why"), "build")
-    deploy_stage = FakeStage(lambda session, name, env: checked.append(name))
-    monkeypatch.setattr(stages, "WORKLOAD_STAGES", (build_stage, deploy_stage))
+    _, s = session(tmp_path, monkeypatch, ["aa"])
+    monkeypatch.setattr(build, "status", lambda session, name, env: Status(True, "why") if building else
+                        Status(False, "as is", None, {"location": "public.ecr.aws/x/y:1"}))
     started = []
-    monkeypatch.setattr(push, "start_git_tag", lambda session: started.append((session, list(checked))))
-    stages._check_all(s, [], [(deploy_stage, "aa", "test"), (deploy_stage, "bb", "test")], 1)
-    assert started == ([(s, ["aa", "bb"])] if building else [])
+    monkeypatch.setattr(push, "start_git_tag", lambda session: started.append(session))
+    assert push.status(s, "aa", "test").run is building
+    assert started == ([s] if building else [])
 
 
 def test_every_image_check_is_taken_before_any_workload_s_whole_chain(tmp_path, monkeypatch):

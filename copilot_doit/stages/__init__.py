@@ -87,7 +87,7 @@ def _prefetch(session) -> None:
     collecting = gc.isenabled()
     gc.disable()
     try:
-        push_stage = _workload_stage("push")
+        push_stage = next((st for st in WORKLOAD_STAGES if st.name == "push"), None)
         image_checks = [] if push_stage is None else [(push_stage, name, env) for _, name, env in workloads]
         # As many at once as the selected environments' targets allow (milliseconds to local peers, tens
         # of milliseconds to AWS).
@@ -103,11 +103,6 @@ def _prefetch(session) -> None:
             gc.enable()
 
 
-def _workload_stage(name: str):
-    """The workload stage of that name in WORKLOAD_STAGES (read at call time: tests replace the table), or None."""
-    return next((st for st in WORKLOAD_STAGES if st.name == name), None)
-
-
 def _checks_uploads(session, env: str) -> bool:
     """Whether some selected workload's check in `env` will look for its uploads (S3); True when unsure."""
     try:
@@ -120,14 +115,11 @@ def _check_all(session, jobs: list, workloads: list, concurrency: int, image_che
     """`jobs`' environment checks each in a thread of its own; then, with more than one workload, `concurrency`
     threads take `image_checks` (the workloads' push checks), then `workloads` (their whole chains)."""
     image_checks = list(image_checks)
-    build_stage = _workload_stage("build")
 
     def check(job):
         stage, name, env = job
         try:
             stage.status(session, name, env)   # computes its upstream stages on the way
-            if stage is not ENV and build_stage is not None and build_stage.status(session, name, env).run:
-                push.start_git_tag(session)   # its push will want the git tag: ask git now, beside the build
         except Exception:  # noqa: BLE001 — reported, cleanly, when doit asks for this stage itself
             pass
 

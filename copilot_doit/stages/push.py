@@ -134,7 +134,7 @@ def start_git_tag(s: Session) -> None:
         return
     from .. import git
     # Held by git_tag while it asks (and takes what was started): then there is nothing to start. The
-    # checks' threads may each find a build to run: one starts it.
+    # checks' threads may each find an image to build: one starts it.
     asking = s.lock_for(("once", "git-tag"))
     if not asking.acquire(blocking=False):
         return
@@ -155,6 +155,7 @@ def status(s: Session, name: str, env: str) -> Status:
         if b.result and "location" in b.result:
             return Status(False, "nothing to push: image.location is used as is", None, {"image": b.result["location"]})
         if b.run:
+            start_git_tag(s)   # this push will want the git tag: git answers beside the build
             return Status(True, f"after build:{name}@{env}")
         target = s.target(env)
         repo_name = s.repository_name(name)

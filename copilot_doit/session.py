@@ -147,8 +147,50 @@ def check_subscriptions(m: Manifest, ws: Workspace, loaded: dict) -> None:
 YAML_MEMO = "yaml-memo.bin"
 
 # Memo keys (first element) that are facts about shared things (a registry digest, an uploaded object, an
-# imported load balancer), not about one workload: forgotten whenever any stage changed the world.
+# imported load balancer), not about one workload: forgotten when a change says it may have touched that
+# kind of thing (Session.changed's `facts`; all of them unless the caller says which).
 SHARED_FACTS = ("in-registry", "s3-object", "imported-alb")
+
+# A workload's stages in pipeline order: a stage's run changes its own status and every later stage's (they
+# read it through its status), never an earlier one's (Session.changed's `stage`).
+WORKLOAD_ORDER = ("build", "push", "package", "lint", "deploy")
+
+
+class Change:
+    """One Session.changed call, kept in the session's log: what it made stale, answered by `drops` for a
+    memo key and by `drops_stack` for a stack read. The log lets a memo computed while changes happened (checks
+    run beside stages under -j N) ask exactly whether one of them touched it."""
+
+    __slots__ = ("everything", "name", "stages", "facts", "env", "stack")
+
+    def __init__(self, name: str | None, stage: str | None, facts, env: str | None, stack: str | None):
+        self.everything = name is None
+        self.name = name
+        # None: all of the workload's answers (no stage said, or the env's stage, which has no workload)
+        self.stages = WORKLOAD_ORDER[WORKLOAD_ORDER.index(stage):] if stage in WORKLOAD_ORDER else None
+        self.facts = tuple(facts)
+        self.env, self.stack = env, stack
+
+    def drops(self, key) -> bool:
+        if self.everything:
+            return True
+        if not isinstance(key, tuple) or len(key) < 2:
+            return True            # not a workload's and not a named fact: conservatively, any change
+        if key[0] in SHARED_FACTS:
+            return key[0] in self.facts
+        return key[1] == self.name and (self.stages is None or key[0] in self.stages)
+
+    def drops_stack(self, key) -> bool:
+        """Whether a stack read under `key` (the env's listing, or (env, stack name)) may be stale now."""
+        if self.env is None:
+            return self.everything  # a change of everything (or a forget) also re-reads what was on the wire
+        if key == self.env:
+            return True            # the region's listing holds every stack of the env
+        if not (isinstance(key, tuple) and key[0] == self.env):
+            return False
+        # The changed stack, and its nested stacks (named `<parent>-<logical id>-<suffix>`): a workload's
+        # deploy changes no other stack of the environment.
+        return self.stack is None or key[1] == self.stack or key[1].startswith(self.stack + "-")
 
 
 def load_workspace_with_memo(app_override: str | None = None) -> Workspace:
@@ -203,12 +245,9 @@ class Session:
         self._stacks: dict = {}   # env -> the region's listing; (env, name) -> {"stack": one stack or None}
         self._stack_changes: dict[str, int] = {}   # env -> how many times a stage changed its stacks
         self._memo: dict = {}
-        # How many times changed() dropped answers: everything (name None, or forget_everything), answers of
-        # one workload (by name), and the shared facts (any workload's change drops them). A memo computed
-        # while a stage changed the world is stale and is not stored (memo): checks may run beside stages.
-        self._dropped_all = 0
-        self._dropped_by_name: dict = {}
-        self._dropped_shared = 0
+        # Every change of the world this run (changed, forget_everything), in order. An answer computed while
+        # one of them touched it is stale and is not stored (memo, _remember): checks may run beside stages.
+        self._changes: list[Change] = []
         self._locks: dict = {}
         self._locks_lock = threading.Lock()
         # Every selected manifest is read and validated up front: a mistake stops the run before
@@ -268,10 +307,10 @@ class Session:
         """`read()`, remembered under `key` — unless a stage changed a stack of this env (changed(env))
         while it was on the wire: then it is stale, and read again."""
         while True:
-            seen = self._stack_changes.get(env, 0), self._dropped_all
+            seen = len(self._changes)
             value = read()
             with self._locks_lock:
-                if (self._stack_changes.get(env, 0), self._dropped_all) == seen:
+                if not any(c.drops_stack(key) for c in self._changes[seen:]):
                     self._stacks[key] = value
                     return value
 
@@ -319,49 +358,39 @@ class Session:
                 found = self._remember(env, key, lambda: {"stack": self.target(env).describe_stack(name)})
             return found["stack"]
 
-    def changed(self, env: str | None = None, name: str | None = None) -> None:
-        """Forget memoised answers (and the env's stack listing) after a stage changed the world. With
-        `name`, only that workload's statuses (in every environment: two environments share an image)
-        and the registry/bucket facts go: other workloads' answers still hold, which keeps a deploy of
-        one workload among fifty from re-checking the other forty-nine after each of its stages."""
+    def changed(self, env: str | None = None, name: str | None = None, *, stage: str | None = None,
+                facts=SHARED_FACTS, stack: str | None = None) -> None:
+        """Forget memoised answers (and stack reads) after a stage changed the world. Without `name`,
+        everything. With `name`, that workload's answers (in every environment: two environments share an
+        image) — only its `stage`'s and the later stages' when `stage` is given — and the shared facts of
+        the kinds in `facts` (all by default: say which, or none, when the change cannot touch them). With
+        `env`, the env's stack listing and its stack reads — only `stack`'s (and its nested stacks') when
+        given. Other workloads' answers still hold: a deploy of one workload among fifty does not re-check the
+        other forty-nine after each of its stages, nor its own build after its lint."""
         target = self._targets.get(env) if env is not None else None
         if target is not None:
             target.stacks_changed()   # a read it started ahead (warm_up's walk) is stale now
+        change = Change(name, stage, facts, env, stack)
         with self._locks_lock:
-            if name is None:
-                self._dropped_all += 1
+            self._changes.append(change)
+            if change.everything:
                 self._memo.clear()
             else:
-                self._dropped_by_name[name] = self._dropped_by_name.get(name, 0) + 1
-                self._dropped_shared += 1
-                for key in list(self._memo):
-                    if self._shared(key) or key[1] == name:
-                        self._memo.pop(key, None)
+                for key in [k for k in self._memo if change.drops(k)]:
+                    self._memo.pop(key, None)
             if env is not None:
                 self._stack_changes[env] = self._stack_changes.get(env, 0) + 1
-                for key in list(self._stacks):
-                    if key == env or (isinstance(key, tuple) and key[0] == env):
-                        self._stacks.pop(key, None)
+                for key in [k for k in self._stacks if change.drops_stack(k)]:
+                    self._stacks.pop(key, None)
 
     def forget_everything(self) -> None:
         """Drop every memo and stack listing (a forked worker process starts from the world; a handed-over
         session whose checks another run may have made stale)."""
         with self._locks_lock:
-            self._dropped_all += 1
+            self._changes.append(Change(None, None, SHARED_FACTS, None, None))
             self._memo.clear()
             self._stacks.clear()
         self.facts.pop("prefetched", None)   # the next check computes them all again, concurrently
-
-    @staticmethod
-    def _shared(key) -> bool:
-        """Whether a memo key is dropped by any workload's change (see changed), not only by its own."""
-        return not isinstance(key, tuple) or len(key) < 2 or key[0] in SHARED_FACTS
-
-    def _drops(self, key) -> tuple[int, int]:
-        """The counts of changed() calls that would drop `key`'s answer (compared before and after it is computed)."""
-        if self._shared(key):
-            return self._dropped_all, self._dropped_shared
-        return self._dropped_all, self._dropped_by_name.get(key[1], 0)
 
     def memo(self, key, fn: Callable):
         """`fn()` once per key until the world changes (`changed`). Thread-safe: statuses are computed
@@ -375,12 +404,12 @@ class Session:
                 return self._memo[key]
             except KeyError:
                 pass
-            seen = self._drops(key)
+            seen = len(self._changes)
             value = fn()
             with self._locks_lock:
                 # Computed while a stage changed what it depends on (checks run beside stages, prefetch):
                 # returned to its caller, who asked before that change, but not kept for later askers.
-                if self._drops(key) == seen:
+                if not any(c.drops(key) for c in self._changes[seen:]):
                     self._memo[key] = value
             return value  # a local: another thread's changed() may clear the memo at any moment
 

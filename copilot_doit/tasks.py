@@ -256,9 +256,9 @@ def _action(check: StageCheck):
             if st.run and st.key is not None:
                 # Tasks may run in parallel (-n N -P thread, copilot-doit deploy -j N): identical work —
                 # two environments sharing one image, one build key — is done once. The second waits,
-                # then finds it done.
+                # then finds it done: its status (and the later stages') is asked again once it holds the lock.
                 with s.lock_for(("run", check.stage, st.key.salt, st.key.hex)):
-                    s.changed(name=check.name)
+                    s.changed(name=check.name, stage=check.stage, facts=())
                     stage.run(s, check.name, check.env)
             else:
                 stage.run(s, check.name, check.env)

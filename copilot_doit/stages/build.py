@@ -185,5 +185,5 @@ def run(s: Session, name: str, env: str) -> dict:
     print(f"building {name} from {os.path.relpath(cfg.dockerfile, s.ws.root)}: {st.reason}")
     result = build_image(cfg, s.ws.app, name, st.key)
     s.record("build", stage_id("build", name, env), st.key, result, st.inputs)
-    s.changed(name=name)
+    s.changed(name=name, stage="build", facts=())   # an image in the engine: no registry, object or stack
     return result

@@ -59,5 +59,5 @@ def run(s: Session, name: str, env: str) -> dict:
     if p.result.get("addons"):
         # The stage's key covers both templates; without addons it is the key lint_template just recorded.
         s.cache.put_action("lint", st.key, result)
-    s.changed(name=name)
+    s.changed(name=name, stage="lint", facts=())   # a lint record: nothing shared, nothing upstream
     return result

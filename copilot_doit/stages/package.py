@@ -264,5 +264,5 @@ def run(s: Session, name: str, env: str) -> dict:
     if addons_body is not None:
         result["addons"] = s.cache.put_object(addons_body)
     s.record("package", stage_id("package", name, env), st.key, result, st.inputs)
-    s.changed(name=name)
+    s.changed(name=name, stage="package", facts=("s3-object",))   # it may have uploaded objects
     return result

@@ -210,5 +210,5 @@ def run(s: Session, name: str, env: str) -> dict:
             raise
         raise failed from None
     s.record("push", stage_id("push", name, env), st.key, result, {k: v for k, v in st.inputs.items() if k != "digest"})
-    s.changed(name=name)
+    s.changed(name=name, stage="push", facts=("in-registry",))
     return result

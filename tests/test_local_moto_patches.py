@@ -463,3 +463,23 @@ def test_patch17_concurrent_requests_do_not_break_the_emulator(services_up):
     for th in threads:
         th.join()
     assert errors == []
+
+
+def test_patch18_the_server_neither_logs_each_request_nor_lists_its_package_per_request(services_up, local_dir):
+    """Without patch 18 every request added a line to moto.log (werkzeug's request log) and moto's dispatcher
+    listed its package folders (os.listdir, an isdir each) to find the service: ~17 % of the server's CPU."""
+    log = local_dir / "moto.log"
+    before = log.read_text(errors="replace").count("HTTP/1.1")
+    cfn = boto3.client("cloudformation", endpoint_url=services_up.moto_url, region_name="us-east-1",
+                       aws_access_key_id="testing", aws_secret_access_key="testing")
+    for _ in range(5):
+        cfn.list_stacks()
+    assert log.read_text(errors="replace").count("HTTP/1.1") == before
+    import subprocess
+    import sys
+    probe = ("import os\nfrom copilot_doit.targets.local import moto_server\nmoto_server._patch_request_overhead()\n"
+             "from moto import backends\nfirst = backends.list_of_moto_modules()\ncalls = []\n"
+             "os.listdir = lambda *a: calls.append(a) or []\n"
+             "assert backends.list_of_moto_modules() is first and calls == [] and 'cloudformation' in first\n")
+    r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import urllib.parse
 
 from . import plainhttp
@@ -43,19 +44,41 @@ def image_id(ref: str) -> str | None:
 
 
 _client = None
+_client_lock = threading.Lock()
+_warming = False
 
 
 def client():
     global _client
-    if _client is None:
-        import docker
-        try:
-            _client = docker.from_env(timeout=600)
-            _client.ping()
-        except docker.errors.DockerException as exc:
-            raise ServiceUnavailable(f"the Docker engine is not reachable: {exc}",
-                                     allowed="start dockerd, or set DOCKER_HOST") from None
+    with _client_lock:   # one client per process, also when warm_client's thread is making it
+        if _client is None:
+            import docker
+            try:
+                c = docker.from_env(timeout=600)
+                c.ping()
+            except docker.errors.DockerException as exc:
+                raise ServiceUnavailable(f"the Docker engine is not reachable: {exc}",
+                                         allowed="start dockerd, or set DOCKER_HOST") from None
+            _client = c
     return _client
+
+
+def warm_client() -> None:
+    """Make the SDK's client (its import is ~100 ms) in a thread while a build runs: the build is the docker
+    CLI working and this process waiting on it, so the push after it starts at once. Once per process, from
+    a stage's run (not from the checks: doit may fork `-P process` workers after them, and a thread in an
+    import must not be forked). A failure is left for the push to report in its words."""
+    global _warming
+    if _client is not None or _warming:
+        return
+    _warming = True
+
+    def warm():
+        try:
+            client()
+        except Exception:  # noqa: BLE001 — the push asks again and reports it
+            pass
+    threading.Thread(target=warm, name="docker-sdk", daemon=True).start()
 
 
 def _unix_get(path: str, what: str) -> tuple[int, bytes]:

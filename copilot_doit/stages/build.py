@@ -183,6 +183,7 @@ def run(s: Session, name: str, env: str) -> dict:
     m = s.manifests[(name, env)]
     cfg = m.build_config(s.ws.root)
     print(f"building {name} from {os.path.relpath(cfg.dockerfile, s.ws.root)}: {st.reason}")
+    engine.warm_client()   # the push after this build needs the SDK: imported while the CLI builds
     result = build_image(cfg, s.ws.app, name, st.key)
     s.record("build", stage_id("build", name, env), st.key, result, st.inputs)
     s.changed(name=name, stage="build", facts=())   # an image in the engine: no registry, object or stack

@@ -178,7 +178,8 @@ class Change:
             return True            # not a workload's and not a named fact: conservatively, any change
         if key[0] in SHARED_FACTS:
             return key[0] in self.facts
-        return key[1] == self.name and (self.stages is None or key[0] in self.stages)
+        # Of the workload's answers, only an earlier stage's status outlives a later stage's change.
+        return key[1] == self.name and (self.stages is None or key[0] not in WORKLOAD_ORDER or key[0] in self.stages)
 
     def drops_stack(self, key) -> bool:
         """Whether a stack read under `key` (the env's listing, or (env, stack name)) may be stale now."""

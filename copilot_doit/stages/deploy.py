@@ -170,7 +170,8 @@ def run(s: Session, name: str, env: str) -> dict:
                         {**inputs["tags"], stacks.KEY_TAG: k.hex}, disable_rollback=s.opts.no_rollback,
                         app=s.ws.app, wait=not (s.opts.detach and not waiters), role_arn=role,
                         progress=service_progress(s, name, env, stack_name, started))
-    s.changed(env, name=name, stage="deploy", facts=(), stack=stack_name)   # its own stack only
+    # Its own stack only; and the artifact bucket, where a template over TemplateBody's limit was uploaded.
+    s.changed(env, name=name, stage="deploy", facts=("s3-object",), stack=stack_name)
     if out.get("detached"):
         # Not recorded: the next run checks the live stack again (and waits for it while it is in progress).
         url = target.client("cloudformation").meta.endpoint_url

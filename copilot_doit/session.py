@@ -244,7 +244,7 @@ class Session:
         self._flushers: list[Callable] = [self.stat_cache.flush]
         self._targets: dict[str, Target] = {}
         self._stacks: dict = {}   # env -> the region's listing; (env, name) -> {"stack": one stack or None}
-        self._stack_changes: dict[str, int] = {}   # env -> how many times a stage changed its stacks
+        self._stacks_changed: set[str] = set()   # envs where a stage changed a stack this run
         self._memo: dict = {}
         # Every change of the world this run (changed, forget_everything), in order. An answer computed while
         # one of them touched it is stale and is not stored (memo, _remember): checks may run beside stages.
@@ -301,12 +301,12 @@ class Session:
             with self.lock_for(("stacks", env)):
                 listing = self._stacks.get(env)
                 if listing is None:   # (an env without stacks is an empty listing, remembered too)
-                    listing = self._remember(env, env, self.target(env).describe_stacks)
+                    listing = self._remember(env, self.target(env).describe_stacks)
         return listing  # a local: another thread's changed() may drop the entry at any moment
 
-    def _remember(self, env: str, key, read: Callable):
-        """`read()`, remembered under `key` — unless a stage changed a stack of this env (changed(env))
-        while it was on the wire: then it is stale, and read again."""
+    def _remember(self, key, read: Callable):
+        """`read()`, remembered under `key` (an env's listing, or (env, stack name)) — unless a change touched
+        that read (Change.drops_stack) while it was on the wire: then it is stale, and read again."""
         while True:
             seen = len(self._changes)
             value = read()
@@ -326,7 +326,7 @@ class Session:
         once per deployed workload, each walk in doit's dispatching thread, which every worker waits on)."""
         if env in self._stacks:
             return False
-        return 1 + len(self.names) <= STACKS_BY_NAME or self._stack_changes.get(env, 0) > 0
+        return 1 + len(self.names) <= STACKS_BY_NAME or env in self._stacks_changed
 
     def read_ahead(self, env: str) -> list[threading.Thread]:
         """Started threads reading, by name, the selected workloads' stacks of `env` when this run asks for
@@ -356,7 +356,7 @@ class Session:
         with self.lock_for(("stack", env, name)):
             found = self._stacks.get(key)
             if found is None:
-                found = self._remember(env, key, lambda: {"stack": self.target(env).describe_stack(name)})
+                found = self._remember(key, lambda: {"stack": self.target(env).describe_stack(name)})
             return found["stack"]
 
     def changed(self, env: str | None = None, name: str | None = None, *, stage: str | None = None,
@@ -380,7 +380,7 @@ class Session:
                 for key in [k for k in self._memo if change.drops(k)]:
                     self._memo.pop(key, None)
             if env is not None:
-                self._stack_changes[env] = self._stack_changes.get(env, 0) + 1
+                self._stacks_changed.add(env)
                 for key in [k for k in self._stacks if change.drops_stack(k)]:
                     self._stacks.pop(key, None)
 

@@ -66,7 +66,7 @@ def test_a_stack_listing_read_across_a_forget_is_read_again(tmp_path, monkeypatc
         if len(reads) == 1:
             s.forget_everything()   # as a handed-over session does when another run came in between
         return {"n": len(reads)}
-    assert s._remember("test", "test", read) == {"n": 2}
+    assert s._remember("test", read) == {"n": 2}
     assert len(reads) == 2
 
 
@@ -121,7 +121,7 @@ def test_a_workload_s_deploy_drops_its_own_stack_and_nested_stacks_and_the_listi
              ("test", "app-test-aab"): {"stack": 3}, ("test", "app-test-bb"): {"stack": 4},
              ("prod", "app-prod-aa"): {"stack": 5}}
     for key, value in reads.items():
-        s._remember(key if isinstance(key, str) else key[0], key, lambda v=value: v)
+        s._remember(key, lambda v=value: v)
     s.changed("test", name="aa", stage="deploy", facts=(), stack="app-test-aa")
     assert set(s._stacks) == {("test", "app-test-aab"), ("test", "app-test-bb"), ("prod", "app-prod-aa")}
     s.changed("test")   # the env's stage: every stack read of that env
@@ -139,6 +139,6 @@ def test_a_stack_read_across_another_stack_s_deploy_is_kept_and_across_its_own_i
         if len(reads) == 1:   # another thread's deploy of aa finishes while this read is on the wire
             s.changed("test", name="aa", stage="deploy", facts=(), stack="app-test-aa")
         return {"stack": len(reads)}
-    assert s._remember("test", ("test", read_stack), read) == {"stack": reads_expected}
+    assert s._remember(("test", read_stack), read) == {"stack": reads_expected}
     assert len(reads) == reads_expected
     assert s._stacks[("test", read_stack)] == {"stack": reads_expected}

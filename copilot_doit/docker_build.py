@@ -51,6 +51,9 @@ class Builder:
 
 _builder: Builder | None = None
 _notice_shown = False
+# Parallel builds (-j N) ask at once: without it each of doit's threads probed the CLIs itself (seven
+# `docker --version` + `docker buildx version` pairs in a `-j 8` run instead of one).
+_FIND_LOCK = threading.Lock()
 
 
 def _docker_executables() -> list[str]:
@@ -88,10 +91,16 @@ def _major(version: str) -> int:
 
 
 def find_builder() -> Builder:
-    """The first `docker` CLI that can build with BuildKit, else the SDK builder with the reason."""
-    global _builder
+    """The first `docker` CLI that can build with BuildKit, else the SDK builder with the reason.
+    Probed once per process, however many threads ask."""
     if _builder is not None:
         return _builder
+    with _FIND_LOCK:
+        return _builder if _builder is not None else _probe()
+
+
+def _probe() -> Builder:
+    global _builder
     clis = _docker_executables()
     if not clis:
         _builder = Builder("sdk", notice=NO_CLI_NOTICE)
@@ -167,8 +176,9 @@ def build(cfg: BuildConfig, tag: str, labels: dict, *, quiet: bool = False, out=
     network = _network_mode()
     log_api("docker", "Build", "engine", {"builder": builder.kind})
     if builder.kind == "sdk":
-        if builder.notice and not _notice_shown:
-            _notice_shown = True
+        with _FIND_LOCK:   # once, even when parallel builds get here together
+            shown, _notice_shown = _notice_shown, True
+        if builder.notice and not shown:
             out(builder.notice)
         return _sdk_build(cfg, tag, labels, network, quiet=quiet, out=out)
     return _cli_build(builder, cfg, tag, labels, network, quiet=quiet, out=out, timeout=timeout)

@@ -67,6 +67,47 @@ def test_buildx_is_preferred_when_installed(tmp_path, monkeypatch):
     assert docker_build.find_builder().kind == "buildx"
 
 
+def test_threads_asking_at_once_probe_the_cli_once(tmp_path, monkeypatch):
+    """`-j 8`: eight builds start together; the CLI is probed once, not once per thread."""
+    import threading
+    fake_docker(tmp_path / "old", "20.10.24+dfsg1", buildx=False)
+    script = tmp_path / "old" / "docker"
+    # Each probe leaves a line and takes a moment, so that threads arriving together overlap it.
+    script.write_text(script.read_text().replace("#!/bin/sh\n", f"#!/bin/sh\necho $1 >> {tmp_path}/calls\nsleep 0.2\n", 1))
+    monkeypatch.setenv("PATH", str(tmp_path / "old"))
+    start = threading.Barrier(8)
+    found = []
+
+    def ask():
+        start.wait()
+        found.append(docker_build.find_builder())
+    threads = [threading.Thread(target=ask) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(found) == 8 and len(set(found)) == 1 and found[0].kind == "buildkit"
+    assert sorted((tmp_path / "calls").read_text().split()) == ["--version", "buildx"]
+
+
+def test_the_sdk_builders_notice_is_said_once_however_many_builds(tmp_path, monkeypatch):
+    import threading
+    monkeypatch.setattr(docker_build, "_builder", docker_build.Builder("sdk", notice="no CLI: legacy builder"))
+    monkeypatch.setattr(docker_build, "_network_mode", lambda: None)
+    monkeypatch.setattr(docker_build, "_sdk_build", lambda *a, **k: "sha256:0")
+    start, said = threading.Barrier(8), []
+
+    def build():
+        start.wait()
+        docker_build.build(config(tmp_path), "t", {}, out=said.append)
+    threads = [threading.Thread(target=build) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert said == ["no CLI: legacy builder"]
+
+
 def test_no_usable_cli_falls_back_to_the_sdk_and_says_why(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path / "nothing"))
     assert docker_build.find_builder().notice == docker_build.NO_CLI_NOTICE

@@ -47,6 +47,19 @@ def test_parallel_runs_lint_in_worker_processes_with_the_same_report(workers):
     assert linting._pool is None
 
 
+def _what_a_worker_holds():
+    import sys
+    return os.getppid(), [m for m in linting.WORKER_PRELOAD if m in sys.modules]
+
+
+def test_workers_are_forked_from_a_server_that_imported_cfn_lint_once(workers):
+    """Not forked from this process (its threads would be copied mid-flight) and not each a fresh interpreter
+    importing cfn-lint (~1 s each): the fork server imported it, its workers have it before any template."""
+    parent, loaded = linting._get_pool().submit(_what_a_worker_holds).result(timeout=120)
+    assert parent != os.getpid()
+    assert loaded == linting.WORKER_PRELOAD
+
+
 def test_an_error_found_by_a_worker_fails_the_stage_as_in_process(workers, tmp_path):
     cache = Cache(tmp_path / "cache")
     with pytest.raises(StageFailed, match=r"cfn-lint found \d+ error"):
@@ -117,14 +130,15 @@ from copilot_doit.cli import main
 if __name__ == "__mp_main__":          # the spawned child, re-running this script as it starts
     print("child main returned", main(["deploy", "-e", "test"]), file=sys.stderr)
     sys.exit(7)
-child = multiprocessing.get_context("spawn").Process(target=print, args=("worker ran",))
+child = multiprocessing.get_context(sys.argv[1]).Process(target=print, args=("worker ran",))
 child.start()
 child.join(60)
 print("worker exit", child.exitcode)
 """
 
 
-def test_main_called_while_a_spawned_worker_starts_runs_nothing_and_says_why(tmp_path):
+@pytest.mark.parametrize("method", ["spawn", "forkserver"])   # forkserver: how cfn-lint's workers start
+def test_main_called_while_a_spawned_worker_starts_runs_nothing_and_says_why(tmp_path, method):
     """A script that calls main() without `if __name__ == "__main__":` is run again by every spawned worker
     (cfn-lint's under -j N) as it starts: main() there deploys nothing (it would wait for the cache lock its
     parent holds, for ever) and says what to change."""
@@ -132,9 +146,11 @@ def test_main_called_while_a_spawned_worker_starts_runs_nothing_and_says_why(tmp
     import sys
     script = tmp_path / "unguarded.py"
     script.write_text(UNGUARDED)
-    p = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    p = subprocess.run([sys.executable, str(script), method], cwd=tmp_path, capture_output=True, text=True, timeout=120,
                        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
-    assert "worker exit 7" in p.stdout, (p.stdout, p.stderr)
+    # The child stopped in the script's `__mp_main__` branch (its own exit code under spawn; the fork server
+    # reports a start-up that raised SystemExit as 1), never running the worker's target.
+    assert p.stdout.strip() == {"spawn": "worker exit 7", "forkserver": "worker exit 1"}[method], (p.stdout, p.stderr)
     assert "child main returned 2" in p.stderr
     assert 'call it under `if __name__ == "__main__":`' in p.stderr
     assert "workspace" not in p.stderr.lower()   # it did not go looking for a workspace to deploy

@@ -473,9 +473,10 @@ def main(argv: list[str] | None = None) -> int:
 def _starting_a_worker() -> bool:
     """Whether this process is a multiprocessing worker still starting up, re-running its parent's main script
     (the `spawn` and `forkserver` start methods run the script again as `__mp_main__`, and cfn-lint's
-    workers under -j N come from the fork server). A script that calls main() without `if __name__ == "__main__":` would otherwise deploy again
-    in every worker, each waiting for the cache lock its parent holds: a run that never ends. Said once, in
-    the worker; the parent reports its lint worker's early exit."""
+    workers under -j N come from the fork server). A script that calls main() without
+    `if __name__ == "__main__":` would otherwise deploy again in every worker, each waiting for the cache
+    lock its parent holds: a run that never ends. Said once, in the worker; the parent reports its lint
+    worker's early exit."""
     mp = sys.modules.get("multiprocessing")   # not imported: not a worker (and no import on the no-op path)
     if mp is None or not getattr(mp.current_process(), "_inheriting", False):
         return False

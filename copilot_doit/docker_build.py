@@ -52,7 +52,8 @@ class Builder:
 _builder: Builder | None = None
 _notice_shown = False
 # Parallel builds (-j N) ask at once: without it each of doit's threads probed the CLIs itself (seven
-# `docker --version` + `docker buildx version` pairs in a `-j 8` run instead of one).
+# `docker --version` + `docker buildx version` pairs in a `-j 8` run instead of one). It also guards
+# _notice_shown, so the SDK builder's notice is said once.
 _FIND_LOCK = threading.Lock()
 
 

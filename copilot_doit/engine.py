@@ -46,6 +46,7 @@ def image_id(ref: str) -> str | None:
 _client = None
 _client_lock = threading.Lock()
 _warming = False
+_warming_lock = threading.Lock()   # not _client_lock: that one is held for the SDK's whole import
 
 
 def client():
@@ -69,9 +70,10 @@ def warm_client() -> None:
     a stage's run (not from the checks: doit may fork `-P process` workers after them, and a thread in an
     import must not be forked). A failure is left for the push to report in its words."""
     global _warming
-    if _client is not None or _warming:
-        return
-    _warming = True
+    with _warming_lock:   # parallel builds (-j N) get here together: one thread, as for the CLI's probe
+        if _client is not None or _warming:
+            return
+        _warming = True
 
     def warm():
         try:

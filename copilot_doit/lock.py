@@ -5,7 +5,7 @@ target's services (`<cache>/local/`). Two deploys writing it at once race on the
 creation and on doit's state, so a run that writes takes this lock first; read-only commands (`plan`,
 `doit list`/`info`, `cache usage`) do not.
 
-The lock is an OS-level file lock (`filelock`: flock on Unix), so the kernel frees it when its holder dies,
+The lock is an OS-level file lock (flock(2) on `<cache>/.lock`), so the kernel frees it when its holder dies,
 even by SIGKILL: a stale lock is taken over simply by acquiring it. Next to it, `.lock.holder.json` says
 who holds it (pid, command, since, host) so a second run can say whom it waits for. That file is only a
 label: it can outlive a killed holder, so it is believed only while the lock is actually held and its pid
@@ -21,6 +21,7 @@ import os
 import socket
 import sys
 import tempfile
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -124,6 +125,56 @@ def _write_atomically(path: Path, data: bytes) -> None:
         raise
 
 
+class FileLock:
+    """An exclusive flock(2) on one file, held by this process (not a thread: doit may run tasks in threads,
+    and the lock belongs to the run). Its descriptor is not inherited by programs this process starts (the
+    local target's services outlive the run), and a forked child that exits without `release()` leaves the
+    parent's lock held: flock belongs to the open file, which the parent still has open. Not the `filelock`
+    package: its import was ~12 ms of every deploy that runs a stage (issue #12's P3), for this much."""
+
+    POLL_SECONDS = 0.05
+
+    def __init__(self, path: str):
+        self.path = path
+        self._fd: int | None = None
+
+    def try_acquire(self) -> bool:
+        """Take it if nobody holds it; False at once otherwise."""
+        import fcntl
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)   # O_CLOEXEC by default (PEP 446)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        except BaseException:
+            os.close(fd)
+            raise
+        self._fd = fd
+        return True
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Take it, polling, for at most `timeout` seconds (None: as long as it takes); False when it stayed
+        held. Polling, not a blocking flock: a timeout and Ctrl-C work alike, and the wait is for a deploy."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self.try_acquire():
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+            time.sleep(self.POLL_SECONDS if deadline is None else
+                       max(0.0, min(self.POLL_SECONDS, deadline - time.monotonic())))
+        return True
+
+    def release(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is None:
+            return
+        import fcntl
+        try:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+
+
 class CacheLock:
     """The lock of one cache root. `acquire()` returns self, so `with CacheLock(...).acquire():` works;
     `with CacheLock(...):` acquires waiting, printing one line while it waits."""
@@ -149,19 +200,13 @@ class CacheLock:
             self._taken += 1
             self.generation = _held[self._key][2]
             return self
-        from filelock import FileLock, Timeout  # imported here: read-only commands never pay for it
-        # thread_local=False: doit may run tasks in threads; the lock belongs to the run, not a thread.
-        file_lock = FileLock(self._key, thread_local=False)
-        try:
-            file_lock.acquire(timeout=0)
-        except Timeout:
+        file_lock = FileLock(self._key)
+        if not file_lock.try_acquire():
             holder = describe_holder(self.root)
             if not wait:
                 raise UserError(f"the cache {self.root} is in use by {holder}; not waiting (--no-wait)") from None
             on_wait(f"waiting for the cache lock held by {holder} …")
-            try:
-                file_lock.acquire(timeout=-1 if timeout is None else timeout)
-            except Timeout:
+            if not file_lock.wait(timeout):
                 raise UserError(f"gave up after {timeout:g} s waiting for the cache lock held by "
                                 f"{describe_holder(self.root)}") from None
         _held[self._key] = [file_lock, 1, 0]

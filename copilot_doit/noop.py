@@ -40,10 +40,10 @@ def answer(s: Session, quiet: bool = False) -> bool:
     """True when the deploy was a no-op and has been reported; False when doit must run it (the session,
     its memos filled, can then be handed to the doit run: tasks.session).
 
-    The cache lock is not taken (its import alone, filelock's, is ~40 ms here): like `plan`, this only reads
-    and answers "up to date" only when the records match the inputs and the world matches the records. A run
-    holding the lock mid-deploy shows as a stage to run (a stack in progress, a record not yet written), and
-    the doit run that follows waits for the lock as it always did."""
+    The cache lock is not taken (a take writes two files, and would wait behind a running deploy): like `plan`,
+    this only reads and answers "up to date" only when the records match the inputs and the world matches the
+    records. A run holding the lock mid-deploy shows as a stage to run (a stack in progress, a record not yet
+    written), and the doit run that follows waits for the lock as it always did."""
     from .yamlsrc import flush_memo
     try:
         lines = up_to_date_lines(s)

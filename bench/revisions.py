@@ -64,7 +64,7 @@ def prepare(rev: str, base: Path, tree: Path) -> tuple[Path, dict]:
     shutil.copytree(tree / "manifests", root / "manifests", ignore=shutil.ignore_patterns("busybox"))
     shutil.copy(tree / "dodo.py", root / "dodo.py")
     # __pycache__/: doit writes dodo.py's bytecode there; unignored it makes the worktree dirty, and a
-    # dirty worktree costs every run a pygit2 import and status scan (push.git_tag)
+    # dirty worktree costs every run a pygit2 import and status scan (git.run_tag)
     (root / ".gitignore").write_text("/cache/\nbusybox\n__pycache__/\n")
     for ctx in (root / "manifests").glob("*/src"):
         if "COPY busybox" in (ctx / "Dockerfile").read_text():

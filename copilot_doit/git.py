@@ -19,7 +19,7 @@ from pathlib import Path
 class Describing:
     """Copilot's two questions to the git command (`git status --porcelain`, `git describe --always`),
     asked at once in two processes that run while the caller goes on; `result()` waits for the answers.
-    Started early (stages.prefetch, when some image will be built) the answer is ready by the time the push
+    Started as a build starts (start_run_tag) the answer is ready by the time the push after it
     needs its tag. Only the process that started them collects them: a forked worker asks again."""
 
     def __init__(self, path: Path):
@@ -180,3 +180,45 @@ class DescribeMemo:
         data = dict(list(data.items())[-50:])  # keep it small: recent commits only
         data[signature] = text
         atomic_write(self.path, json.dumps(data, sort_keys=True).encode())
+
+
+def run_tag(s, already: set | frozenset = frozenset()) -> str | None:
+    """The tag of a run's images (`s`: the run's Session): `tag=`, else the git describe of a clean worktree
+    (Copilot). When the describe text of this HEAD is remembered and already among `already` (the tags on
+    the image), dirty or clean makes no difference to what must be done, so git is not asked at all."""
+    if s.opts.tag:
+        return s.opts.tag
+
+    def remembered():  # HEAD and the memo file are read once per run, not per workload and environment
+        memo = DescribeMemo(s.cache_root / "git-describe.json")
+        signature = head_signature(s.ws.root)
+        return memo, signature, memo.get(signature)
+    memo, signature, known = s.once("git-head", remembered)
+    if "git-tag" not in s.facts and known is not None and known in already:
+        return known
+
+    def ask():
+        text, dirty = describe(s.ws.root, s.facts.pop("git-describing", None))
+        memo.put(signature, text)
+        return None if dirty else text
+    return s.once("git-tag", ask)
+
+
+def start_run_tag(s) -> None:
+    """Start asking git for `run_tag` in the background, once per run: called by a build as it starts
+    (stages/build.py's run), so the answer is in when that image's push asks for it (~35 ms of two git
+    processes in a 10,000-file worktree, spent beside the build). Not by the checks: a plan or a deploy of
+    up-to-date images needs no tag, and during the checks the two processes took CPU from them (issue #12's
+    P3)."""
+    if s.opts.tag or "git-tag" in s.facts or "git-describing" in s.facts:
+        return
+    # Held by run_tag while it asks (and takes what was started): then there is nothing to start. Parallel
+    # builds (-j N) may each get here: one starts it.
+    asking = s.lock_for(("once", "git-tag"))
+    if not asking.acquire(blocking=False):
+        return
+    try:
+        if "git-tag" not in s.facts and "git-describing" not in s.facts:
+            s.facts["git-describing"] = Describing(s.ws.root)
+    finally:
+        asking.release()

@@ -121,18 +121,27 @@ def test_an_s3_client_is_warmed_when_a_selected_workload_has_uploads(tmp_path, m
 
 
 @pytest.mark.parametrize("building", [False, True])
-def test_the_push_check_asks_for_the_git_tag_only_when_its_image_will_be_built(tmp_path, monkeypatch, building):
-    """The push check that finds its image must be built first starts git (its tag) then, in the checks'
-    thread: the answer is in by the time the push runs, after the build."""
+def test_the_push_check_never_starts_git_the_build_s_run_does(tmp_path, monkeypatch, building):
+    """Checks do not start git for the tag (a plan, or a deploy of up-to-date images, needs none, and its two
+    processes took CPU from the checks); a build that runs starts it before the CLI builds, so the answer is
+    in by the time the push runs."""
+    from copilot_doit import git
     from copilot_doit.stages import build, push
     from copilot_doit.stages.base import Status
     _, s = session(tmp_path, monkeypatch, ["aa"])
-    monkeypatch.setattr(build, "status", lambda session, name, env: Status(True, "why") if building else
+    monkeypatch.setattr(build, "status", lambda session, name, env: Status(True, "why", build.Key("t", "00" * 16),
+                                                                           None, {}) if building else
                         Status(False, "as is", None, {"location": "public.ecr.aws/x/y:1"}))
-    started = []
-    monkeypatch.setattr(push, "start_git_tag", lambda session: started.append(session))
+    events = []
+    monkeypatch.setattr(git, "start_run_tag", lambda session: events.append(("git", session)))
     assert push.status(s, "aa", "test").run is building
-    assert started == ([s] if building else [])
+    assert events == []
+    if building:
+        monkeypatch.setattr(build.engine, "warm_client", lambda: None)
+        monkeypatch.setattr(build, "build_image", lambda *a, **k: events.append(("build", None)) or {"image_id": "sha256:1"})
+        monkeypatch.setattr(s, "record", lambda *a, **k: None)
+        build.run(s, "aa", "test")
+        assert events == [("git", s), ("build", None)]
 
 
 def test_every_image_check_is_taken_before_any_workload_s_whole_chain(tmp_path, monkeypatch):

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 
-from .. import engine
+from .. import engine, git
 from ..base_images import BaseImageMemo, resolve_all
 from ..errors import ServiceUnavailable
 from ..hashing import (Key, StatCache, changed_paths, context_entries, context_tree, digest_bytes, digest_value,
@@ -184,6 +184,7 @@ def run(s: Session, name: str, env: str) -> dict:
     cfg = m.build_config(s.ws.root)
     print(f"building {name} from {os.path.relpath(cfg.dockerfile, s.ws.root)}: {st.reason}")
     engine.warm_client()   # the push after this build needs the SDK: imported while the CLI builds
+    git.start_run_tag(s)   # ... and the git tag (unless tag= is given): git answers while the CLI builds
     result = build_image(cfg, s.ws.app, name, st.key)
     s.record("build", stage_id("build", name, env), st.key, result, st.inputs)
     s.changed(name=name, stage="build", facts=())   # an image in the engine: no registry, object or stack

@@ -14,7 +14,7 @@ run:    create the repository if missing, tag and push each tag with the docker 
 """
 from __future__ import annotations
 
-from .. import engine
+from .. import engine, git
 from ..audit import log_api
 from ..errors import StageFailed
 from ..hashing import Key
@@ -103,48 +103,6 @@ def in_registry(s: Session, env: str, repo_name: str, digest: str) -> bool:
     return s.memo(where, lambda: live(t, repo_name, digest))
 
 
-def git_tag(s: Session, already: set | frozenset = frozenset()) -> str | None:
-    """`tag=`, else the git describe of a clean worktree (Copilot). When the describe text of this
-    HEAD is remembered and already among `already` (the tags on the image), dirty or clean makes no
-    difference to what must be done, so pygit2 is not loaded at all."""
-    if s.opts.tag:
-        return s.opts.tag
-    from .. import git
-
-    def remembered():  # HEAD and the memo file are read once per run, not per workload and environment
-        memo = git.DescribeMemo(s.cache_root / "git-describe.json")
-        signature = git.head_signature(s.ws.root)
-        return memo, signature, memo.get(signature)
-    memo, signature, known = s.once("git-head", remembered)
-    if "git-tag" not in s.facts and known is not None and known in already:
-        return known
-
-    def describe():
-        text, dirty = git.describe(s.ws.root, s.facts.pop("git-describing", None))
-        memo.put(signature, text)
-        return None if dirty else text
-    return s.once("git-tag", describe)
-
-
-def start_git_tag(s: Session) -> None:
-    """Start asking git for the tag (git_tag) in the background, once per run: called when some image will
-    be built, so the answer is in when that image's push asks for it (~35 ms of two git processes in a
-    10,000-file worktree, then spent beside the build)."""
-    if s.opts.tag or "git-tag" in s.facts or "git-describing" in s.facts:
-        return
-    from .. import git
-    # Held by git_tag while it asks (and takes what was started): then there is nothing to start. The
-    # checks' threads may each find an image to build: one starts it.
-    asking = s.lock_for(("once", "git-tag"))
-    if not asking.acquire(blocking=False):
-        return
-    try:
-        if "git-tag" not in s.facts and "git-describing" not in s.facts:
-            s.facts["git-describing"] = git.Describing(s.ws.root)
-    finally:
-        asking.release()
-
-
 def explain(old: dict, new: dict) -> list[str]:
     return [explain_inputs(old, new)]
 
@@ -155,14 +113,13 @@ def status(s: Session, name: str, env: str) -> Status:
         if b.result and "location" in b.result:
             return Status(False, "nothing to push: image.location is used as is", None, {"image": b.result["location"]})
         if b.run:
-            start_git_tag(s)   # this push will want the git tag: git answers beside the build
             return Status(True, f"after build:{name}@{env}")
         target = s.target(env)
         repo_name = s.repository_name(name)
         repo_uri = target.repository_uri(repo_name)
         k = key(repo_uri, b.key)
         rec = s.cache.get_action("push", k)
-        tags = required_tags(git_tag(s, set(rec["result"]["tags"]) if rec else frozenset()), b.key)
+        tags = required_tags(git.run_tag(s, set(rec["result"]["tags"]) if rec else frozenset()), b.key)
         inputs = {"repository": repo_uri, "build": b.key.hex, "tags": tags}
         if rec:
             digest = rec["result"]["digest"]

@@ -88,6 +88,19 @@ DOIT_CONFIG = dict(_t.DOIT_CONFIG, reporter=_Timed)
 '''
 
 
+def cpu_gauge(samples: int = 5) -> tuple[float, float, float]:
+    """(median, min, max) seconds of a fixed pure-Python loop: how fast this machine's CPU ran for us then.
+    Taken at the start and the end of a run and printed beside the results, so two runs' timings can be
+    compared knowing whether the machine itself was slower (on a shared VM it drifts by 20-30 %)."""
+    times = []
+    for _ in range(samples):
+        t0, x = time.perf_counter(), 0
+        for i in range(2_000_000):
+            x += i * i
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times), min(times), max(times)
+
+
 def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
@@ -532,13 +545,16 @@ class Bench:
             load = os.getloadavg()
         except OSError:
             load = (0, 0, 0)
+        gauge = "; ".join(f"{when} {m:.3f} s [{lo:.3f}–{hi:.3f}]" for when, (m, lo, hi) in
+                          (("start", self.gauge_start), ("end", cpu_gauge())))
         head = (f"### scenarios ({mode}), {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} — {platform.node()}, "
                 f"{os.cpu_count()} CPUs, Python {platform.python_version()}, copilot-doit "
                 f"{self.sh(['git', 'rev-parse', '--short', 'HEAD'], self.tree, check=False).stdout.strip() or '?'}")
         text = [head, "",
                 f"`python3 bench/scenarios.py {' '.join(sys.argv[1:])}` — {self.args.workloads} workloads x "
                 f"{self.args.files} files for P2/P3/P4/P2L/P7; {self.args.runs} interleaved runs; took {t_total / 60:.1f} min; "
-                f"load average at the end {load[0]:.2f} (other jobs shared this machine).", "",
+                f"load average at the end {load[0]:.2f} (other jobs shared this machine). CPU gauge (a fixed 2M-step "
+                f"Python loop, median [min–max] of 5; lower is a faster machine): {gauge}.", "",
                 *rows, "", "Ratios (medians):", "", *ratios, "", "Targets (issue #12):", "",
                 *[f"- {t}" for t in self.notes.get("targets", [])], "", "Notes:", ""]
         for scen, ns in self.notes.items():
@@ -625,14 +641,15 @@ def main() -> None:
     q = a.quick
     a.runs = a.runs or 5
     a.workloads, a.files, a.p1_files = (10 if q else 50), 200, 200
-    a.p3_runs = 3
+    a.p3_runs = 5   # one P3 run moves by ~15 % on this VM: the median of five
     a.p5_big, a.p5_small = (10, 2000) if q else (100, 2000)
     a.p6_workloads, a.p6_runs = 500, 3
     a.p7l_workloads = a.p7l_workloads or (5 if q else 20)
     default = "P1,P2,P3,P4,P2L,P5" if q else "P1,P2,P3,P4,P2L,P5,P6,P7,P7L"
     only = [s.strip().upper() for s in (a.only or default).split(",")]
     b = Bench(a)
-    log(f"tmp {b.tmp}; tree {b.tree}; scenarios {only}")
+    b.gauge_start = cpu_gauge()
+    log(f"tmp {b.tmp}; tree {b.tree}; scenarios {only}; CPU gauge {b.gauge_start[0]:.3f} s")
     t0 = time.perf_counter()
     try:
         # P2L after P2's others (it moves P2's workspace to the aws target and back), while the region holds

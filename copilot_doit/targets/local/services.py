@@ -163,6 +163,14 @@ def _registry_binary() -> str:
     raise ServiceUnavailable("docker-registry is not installed", allowed="apt-get install docker-registry")
 
 
+# The registry is a Go program with a small heap that allocates on every request: at Go's default GOGC=100
+# it collected every few requests, and each HEAD cost ~0.9 ms of its CPU (~0.6 ms with GOGC=400; measured
+# with 8 concurrent clients), the largest share of a no-op's live checks on this target (one HEAD per
+# workload). GOMEMLIMIT keeps a busy push from letting the larger heap grow without bound. A user's own GOGC
+# or GOMEMLIMIT wins.
+REGISTRY_GO_ENV = {"GOGC": "400", "GOMEMLIMIT": "512MiB"}
+
+
 def _start_registry(d: Path) -> dict:
     import subprocess
     binary = _registry_binary()
@@ -181,7 +189,8 @@ def _start_registry(d: Path) -> dict:
     log = d / "registry.log"
     with open(log, "ab") as out:
         proc = subprocess.Popen([binary, "serve", str(cfg)], stdout=out, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True, cwd=str(d))
+                                stdin=subprocess.DEVNULL, start_new_session=True, cwd=str(d),
+                                env={**REGISTRY_GO_ENV, **os.environ})
     entry = _spawned(d, "registry", proc, port, log, root=str(root))
     _wait_ready(_ready_url("registry", port), proc, log, "docker-registry")
     entry.pop("starting")

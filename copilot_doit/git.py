@@ -214,7 +214,7 @@ def start_run_tag(s) -> None:
         return
     # Held by run_tag while it asks (and takes what was started): then there is nothing to start. Parallel
     # builds (-j N) may each get here: one starts it.
-    asking = s.lock_for(("once", "git-tag"))
+    asking = s.once_lock("git-tag")
     if not asking.acquire(blocking=False):
         return
     try:

@@ -16,6 +16,7 @@ is alive.
 """
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import socket
@@ -140,7 +141,6 @@ class FileLock:
 
     def try_acquire(self) -> bool:
         """Take it if nobody holds it; False at once otherwise."""
-        import fcntl
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)   # O_CLOEXEC by default (PEP 446)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -168,7 +168,6 @@ class FileLock:
         fd, self._fd = self._fd, None
         if fd is None:
             return
-        import fcntl
         try:
             fcntl.flock(fd, fcntl.LOCK_UN)
         finally:

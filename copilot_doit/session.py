@@ -420,10 +420,15 @@ class Session:
             return self.facts[key]
         except KeyError:
             pass
-        with self.lock_for(("once", key)):
+        with self.once_lock(key):
             if key not in self.facts:
                 self.facts[key] = fn()
             return self.facts[key]  # facts are never cleared
+
+    def once_lock(self, key) -> threading.RLock:
+        """The lock `once(key)` holds while it computes: a caller that would start work for that fact in the
+        background takes it without waiting, and starts nothing while `once` is asking (git.start_run_tag)."""
+        return self.lock_for(("once", key))
 
     def lock_for(self, key) -> threading.RLock:
         """One lock per key for this run (threads of one process)."""

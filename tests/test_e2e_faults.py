@@ -399,6 +399,56 @@ def test_registry_storage_wiped_under_a_running_registry_is_pushed_again(workspa
     assert rc == 0 and all(v == "--" for v in marks(out).values()), out
 
 
+def test_the_engine_pruned_and_the_emulator_restarted_retag_from_the_registry(workspace, own_target):
+    """After a reboot of the machine, say: the engine's images pruned, the emulator's state gone with its
+    process (its ECR records included), the registry's blobs still on disk. The build is found by its content
+    tag in the registry; the push cannot come from the engine (the image is not there) and needs no layers:
+    a manifest-only retag re-records it. Before, the push tagged an image the engine no longer had: a
+    traceback."""
+    ws = workspace
+    env = {"COPILOT_DOIT_LOCAL_DIR": str(own_target)}
+    # An image of this test alone: the engine is shared with tests running beside it.
+    (ws.manifests / "api" / "src" / "www" / "this-test.txt").write_text(f"{ws.root}\n")
+    rc, out, _ = run_to_end(ws, "deploy", "name=api", "env=test", **env)
+    assert rc == 0, out
+    image_ids = {rec["result"]["image_id"] for rec in records(ws, "build")}
+    subprocess.run(["docker", "rmi", "-f", *image_ids], check=True, capture_output=True)
+    moto = service_pid(own_target, "moto")
+    _kill_pids([moto])
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{moto}").exists() and "zombie" not in Path(f"/proc/{moto}/status").read_text().lower():
+        assert time.monotonic() < deadline, "moto outlived SIGKILL"
+        time.sleep(0.05)
+    rc, out, _ = run_to_end(ws, "deploy", "name=api", "env=test", **env)
+    assert rc == 0, out
+    assert "Traceback" not in out and "internal error" not in out, out
+    m = marks(out)
+    assert m["build:api@test"] == "--" and m["push:api@test"] == ".", out
+    assert "without pushing layers" in out, out
+    rc, out, _ = run_to_end(ws, "deploy", "name=api", "env=test", **env)
+    assert rc == 0 and all(v == "--" for v in marks(out).values()), out
+
+
+def test_a_push_of_an_image_removed_from_the_engine_since_its_check_is_one_sentence(services_up):
+    """The image gone between the checks and the push (pruned by hand meanwhile): one error, no traceback."""
+    from copilot_doit.errors import StageFailed
+    from copilot_doit.stages import push
+
+    class Target:
+        def ensure_repository(self, repo_name, resource_tags):
+            return f"127.0.0.1:1/{repo_name}"
+
+        def push_reference(self, repo_uri):
+            return repo_uri
+
+        def registry_auth(self, repo_uri):
+            return None
+
+    gone = "sha256:" + "0" * 64
+    with pytest.raises(StageFailed, match=r"is no longer in the engine .*run again"):
+        push.push_image(Target(), "app/api", gone, ["ck-1"], {})
+
+
 def test_without_the_docker_engine_an_up_to_date_deploy_and_a_plan_succeed(workspace, tmp_path):
     ws = workspace
     ws.run("deploy", "name=api", "env=test")

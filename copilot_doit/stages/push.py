@@ -59,7 +59,14 @@ def push_image(target: Target, repo_name: str, image_id: str, tags: list[str], r
     show = live.display().push_chunk   # per-layer progress on a terminal
     for tag in tags:
         log_api("docker", "Tag", "engine")
-        c.api.tag(image_id, push_ref, tag)
+        try:
+            c.api.tag(image_id, push_ref, tag)
+        except Exception as exc:
+            import docker.errors   # imported with the client above
+            if isinstance(exc, docker.errors.ImageNotFound):
+                raise StageFailed(f"image {str(image_id)[:19]} is no longer in the engine (removed since its build "
+                                  f"was checked): run again to build it") from None
+            raise
         log_api("docker", "Push", "engine")
         try:
             for chunk in c.api.push(push_ref, tag=tag, stream=True, decode=True, auth_config=auth):
@@ -124,6 +131,15 @@ def status(s: Session, name: str, env: str) -> Status:
         if rec:
             digest = rec["result"]["digest"]
             if not in_registry(s, env, repo_name, digest):
+                found = b.result.get("digest")
+                if found:
+                    # The build was skipped because the registry holds its content tag (the engine was
+                    # pruned) while the image record is gone (the local emulator restarted, its ECR records
+                    # with it): the engine has nothing to push, the registry has it all — a retag.
+                    return Status(True, f"digest {digest[:19]} is no longer in registry {repo_name}, but its layers "
+                                        f"are (content tag ck-{b.key.short}…, {found[:19]}): retag with "
+                                        f"{', '.join(tags)}",
+                                  k, None, {**inputs, "digest": found})
                 return Status(True, f"digest {digest[:19]} is no longer in registry {repo_name}", k, None, inputs)
             missing = sorted(set(tags) - set(rec["result"]["tags"]))
             if missing:

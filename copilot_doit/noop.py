@@ -25,8 +25,9 @@ def task_order(names: list[str], envs: list[str]) -> list[tuple[str, str | None,
 
 
 def up_to_date_lines(s: Session) -> list[str] | None:
-    """doit's `--` line of every selected stage when all are up to date, else None."""
-    prefetch(s)
+    """doit's `--` line of every selected stage when all are up to date, else None: at the first stage that
+    must run, while the other checks go on in the background (the doit run that follows takes them over)."""
+    prefetch(s, background=True)
     lines = []
     for stage, name, env in task_order(s.names, s.envs):
         st = STAGES[stage].status(s, name, env)
@@ -54,6 +55,7 @@ def answer(s: Session, quiet: bool = False) -> bool:
     if not quiet:
         sys.stdout.write("".join(line + "\n" for line in lines))
         sys.stdout.flush()
+    s.settle()
     s.flush()
     flush_memo()   # as the doit reporter does after a run without errors
     return True

@@ -251,6 +251,7 @@ class Session:
         self._changes: list[Change] = []
         self._locks: dict = {}
         self._locks_lock = threading.Lock()
+        self._background: list[threading.Thread] = []   # this run's checks going on beside it (settle)
         # Every selected manifest is read and validated up front: a mistake stops the run before
         # anything is applied, with file, field and line.
         self.env_manifests: dict[str, EnvManifest] = {
@@ -387,6 +388,7 @@ class Session:
     def forget_everything(self) -> None:
         """Drop every memo and stack listing (a forked worker process starts from the world; a handed-over
         session whose checks another run may have made stale)."""
+        self.settle()   # checks still going on would answer for the world as it was
         with self._locks_lock:
             self._changes.append(Change(None, None, SHARED_FACTS, None, None))
             self._memo.clear()
@@ -429,6 +431,26 @@ class Session:
         """The lock `once(key)` holds while it computes: a caller that would start work for that fact in the
         background takes it without waiting, and starts nothing while `once` is asking (git.start_run_tag)."""
         return self.lock_for(("once", key))
+
+    def in_background(self, fn: Callable, name: str) -> None:
+        """`fn()` in a thread beside the run (stages.prefetch's checks); `settle` waits for it."""
+        thread = threading.Thread(target=fn, name=name, daemon=True)
+        with self._locks_lock:
+            self._background.append(thread)
+        thread.start()
+
+    def settle(self) -> None:
+        """Wait for what runs in the background (before a fork, before forgetting every answer, at exit):
+        a thread must not be copied mid-flight into a forked child, nor outlive the run's last flush."""
+        me = threading.current_thread()
+        while True:
+            with self._locks_lock:
+                waiting = [t for t in self._background if t is not me]
+                self._background = [t for t in self._background if t is me]
+            if not waiting:
+                return
+            for thread in waiting:
+                thread.join()
 
     def lock_for(self, key) -> threading.RLock:
         """One lock per key for this run (threads of one process)."""

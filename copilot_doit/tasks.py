@@ -42,6 +42,18 @@ from .yamlsrc import flush_memo
 subprocess._USE_VFORK = False
 
 _SESSION: tuple | None = None
+
+
+def _settle_before_fork() -> None:
+    """A fork (doit's `-P process` workers, a multiprocessing pool) first waits for the checks going on in
+    the background (stages.prefetch): a thread copied mid-flight would leave its locks held in the child.
+    subprocess's fork + exec runs no such hook (no preexec_fn here), so a build does not wait."""
+    for s in (HANDED_OVER, _SESSION[1] if _SESSION is not None else None):
+        if s is not None:
+            s.settle()
+
+
+os.register_at_fork(before=_settle_before_fork)
 _MAIN_PID = os.getpid()   # doit's dispatching process (a `-P process` worker is a fork of it)
 _CHECK_AHEAD = False      # tasks run in threads (-n N -P thread): _check_next checks the next stage early
 # doit's command line as given (cli.py sets it; under `doit` it is sys.argv): decides whether this run
@@ -146,6 +158,7 @@ def session() -> Session:
         except UserError as exc:
             raise InvalidCommand(str(exc)) from None
         atexit.register(s.flush)
+        atexit.register(s.settle)   # first (atexit is last in, first out): no check outlives the last flush
         _SESSION = (marker, s)
     return _SESSION[1]
 
@@ -193,7 +206,7 @@ class StageCheck:
         self.error = None
         try:
             s = session()
-            prefetch(s)   # once per session
+            prefetch(s, background=True)   # once per session; this check waits for its own answer only
             st = STAGES[self.stage].status(s, self.name, self.env)
         except (UserError, StageFailed) as exc:
             # Reported by the action, cleanly, instead of a traceback from inside doit's checker.

@@ -57,16 +57,25 @@ WORKLOAD_STAGES = (
 STAGES = {st.name: st for st in (ENV, *WORKLOAD_STAGES)}
 
 
-def prefetch(session) -> None:
+def prefetch(session, background: bool = False) -> None:
     """Every selected stage's status, computed concurrently (threads: the live checks are network
     round trips — DescribeStacks per environment, registry and ECR lookups per image — that at real AWS
     latency would otherwise add up one after another). The answers land in the session's memo, where
     doit's own checks, which come one by one, find them. A failure is left for that check to report.
-    Once per session (a session handed over to doit by `copilot-doit deploy` is not checked twice)."""
-    if session.facts.get("prefetched"):
-        return
-    session.facts["prefetched"] = True
-    _prefetch(session)
+    Once per session (a session handed over to doit by `copilot-doit deploy` is not checked twice).
+
+    `background`: returns at once, the checks going on in a thread beside the run (Session.settle waits
+    for them). Each of doit's checks then waits for its own answer only (Session.memo), so the first stage
+    that must run starts while the other workloads are still being checked: a deploy of one changed
+    workload among fifty no longer waits for the other forty-nine's round trips before its build."""
+    with session.once_lock("prefetch"):
+        if session.facts.get("prefetched"):
+            return
+        session.facts["prefetched"] = True
+    if background:
+        session.in_background(lambda: _prefetch(session), "copilot-doit-checks")
+    else:
+        _prefetch(session)
 
 
 def _prefetch(session) -> None:

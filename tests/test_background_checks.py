@@ -1,0 +1,116 @@
+"""The checks of every selected stage (stages.prefetch) go on in the background while doit asks for them one
+by one: a doit check waits for its own answer only, so a stage that must run starts while the other
+workloads' checks are still going (issue 12's P3: one changed workload among fifty). What runs in the
+background is waited for before a fork (doit's `-P process` workers), before every answer is forgotten,
+and at exit (Session.settle)."""
+from __future__ import annotations
+
+import os
+import threading
+
+from conftest import scratch_session
+from copilot_doit import noop, stages, tasks
+from copilot_doit.stages.base import Status
+
+NAMES = ["aa", "bb", "cc"]
+
+
+class FakeStage:
+    def __init__(self, name, status):
+        self.name, self.status = name, status
+
+
+class FakeTarget:
+    concurrent_checks = 8
+
+    def warm_up(self, uploads=True, walk=False):
+        return None
+
+    def stacks_changed(self):
+        pass
+
+
+def slow_workload(monkeypatch, tmp_path, must_run: set[str]):
+    """A session over aa, bb, cc whose only workload stage answers at once, except cc's, which waits for
+    `release` (at most 10 s). Returns (session, release, cc_done)."""
+    _, s = scratch_session(tmp_path, monkeypatch, "bg", NAMES)
+    s._targets["test"] = FakeTarget()
+    release, cc_done = threading.Event(), threading.Event()
+
+    def deploy_status(session, name, env):
+        def compute():
+            if name == "cc":
+                release.wait(10)
+                cc_done.set()
+            return Status(name in must_run, "changed" if name in must_run else "as is")
+        return session.memo(("deploy", name, env), compute)
+
+    env = FakeStage("env", lambda session, name, env: session.memo(("env", env), lambda: Status(False, "as is")))
+    deploy = FakeStage("deploy", deploy_status)
+    monkeypatch.setattr(stages, "ENV", env)
+    monkeypatch.setattr(stages, "WORKLOAD_STAGES", (deploy,))
+    monkeypatch.setattr(tasks, "STAGES", {"env": env, "deploy": deploy})
+    monkeypatch.setattr(noop, "ENV", env)
+    monkeypatch.setattr(noop, "WORKLOAD_STAGES", (deploy,))
+    monkeypatch.setattr(noop, "STAGES", {"env": env, "deploy": deploy})
+    return s, release, cc_done
+
+
+def test_a_doit_check_does_not_wait_for_the_other_workloads_checks(tmp_path, monkeypatch):
+    s, release, cc_done = slow_workload(monkeypatch, tmp_path, {"aa"})
+    monkeypatch.setattr(tasks, "session", lambda: s)
+    try:
+        check = tasks.StageCheck("deploy", "aa", "test")
+        assert check() is False and check.reason == "will run: changed"
+        assert not cc_done.is_set()        # answered while cc's check was still going on
+        assert tasks.StageCheck("deploy", "bb", "test")() is True
+    finally:
+        release.set()
+        s.settle()
+    assert cc_done.is_set()
+    assert tasks.StageCheck("deploy", "cc", "test")() is True   # its answer, computed in the background
+
+
+def test_the_no_op_check_hands_over_at_the_first_stage_that_must_run(tmp_path, monkeypatch):
+    s, release, cc_done = slow_workload(monkeypatch, tmp_path, {"aa"})
+    try:
+        assert noop.up_to_date_lines(s) is None
+        assert not cc_done.is_set()
+    finally:
+        release.set()
+        s.settle()
+
+
+def test_a_no_op_still_waits_for_every_answer(tmp_path, monkeypatch):
+    s, release, cc_done = slow_workload(monkeypatch, tmp_path, set())
+    threading.Timer(0.2, release.set).start()
+    lines = noop.up_to_date_lines(s)
+    assert cc_done.is_set() and len(lines) == 1 + len(NAMES)
+
+
+def _background(s, seconds: float) -> threading.Event:
+    done = threading.Event()
+
+    def work():
+        threading.Event().wait(seconds)
+        done.set()
+    s.in_background(work, "test-background")
+    return done
+
+
+def test_a_fork_waits_for_the_background_checks(tmp_path, monkeypatch):
+    _, s = scratch_session(tmp_path, monkeypatch, "bgfork", ["aa"])
+    monkeypatch.setattr(tasks, "HANDED_OVER", s)
+    done = _background(s, 0.3)
+    pid = os.fork()
+    if pid == 0:   # the child: the checks had ended before the fork copied this process
+        os._exit(0 if done.is_set() else 3)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_forgetting_every_answer_waits_for_the_background_checks(tmp_path, monkeypatch):
+    _, s = scratch_session(tmp_path, monkeypatch, "bgforget", ["aa"])
+    done = _background(s, 0.3)
+    s.forget_everything()
+    assert done.is_set()

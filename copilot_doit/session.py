@@ -252,6 +252,7 @@ class Session:
         self._locks: dict = {}
         self._locks_lock = threading.Lock()
         self._background: list[threading.Thread] = []   # this run's checks going on beside it (settle)
+        self.stopping = threading.Event()   # the run is ending: what runs in the background takes no new job
         # Every selected manifest is read and validated up front: a mistake stops the run before
         # anything is applied, with file, field and line.
         self.env_manifests: dict[str, EnvManifest] = {
@@ -451,6 +452,12 @@ class Session:
                 return
             for thread in waiting:
                 thread.join()
+
+    def stop_background(self) -> None:
+        """The run is ending (its exit; doit stopped at a failure or a Ctrl-C before asking every check):
+        what runs in the background takes no new job and is not waited for. A check cut short is asked
+        again by the next run; an endpoint that stopped answering must not hold up the exit."""
+        self.stopping.set()
 
     def lock_for(self, key) -> threading.RLock:
         """One lock per key for this run (threads of one process)."""

@@ -158,7 +158,7 @@ def session() -> Session:
         except UserError as exc:
             raise InvalidCommand(str(exc)) from None
         atexit.register(s.flush)
-        atexit.register(s.settle)   # first (atexit is last in, first out): no check outlives the last flush
+        atexit.register(s.stop_background)   # first (atexit: last in, first out): no new check during the flush
         _SESSION = (marker, s)
     return _SESSION[1]
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 
 from conftest import scratch_session
 from copilot_doit import noop, stages, tasks
@@ -114,3 +115,32 @@ def test_forgetting_every_answer_waits_for_the_background_checks(tmp_path, monke
     done = _background(s, 0.3)
     s.forget_everything()
     assert done.is_set()
+
+
+def test_at_the_end_of_a_run_the_background_takes_no_new_check_and_is_not_waited_for(tmp_path, monkeypatch):
+    """doit stopped early (a failure, a Ctrl-C) with checks still queued: the exit neither waits for a check
+    stuck on an endpoint nor lets the queued ones start."""
+    _, s = scratch_session(tmp_path, monkeypatch, "bgstop", NAMES)
+    target = FakeTarget()
+    target.concurrent_checks = 1            # one thread: the checks are taken in order, one at a time
+    s._targets["test"] = target
+    release, started = threading.Event(), []
+
+    def deploy_status(session, name, env):
+        started.append(name)
+        if name == "aa":
+            release.wait(10)
+        return Status(False, "as is")
+
+    monkeypatch.setattr(stages, "ENV", FakeStage("env", lambda session, name, env: Status(False, "as is")))
+    monkeypatch.setattr(stages, "WORKLOAD_STAGES", (FakeStage("deploy", deploy_status),))
+    stages.prefetch(s, background=True)
+    for _ in range(1000):                   # aa's check has started (at most 10 s)
+        if started:
+            break
+        time.sleep(0.01)
+    s.stop_background()                     # returns at once: aa's check is still stuck
+    assert started == ["aa"] and not release.is_set()
+    release.set()
+    s.settle()
+    assert started == ["aa"]                # bb and cc were never started

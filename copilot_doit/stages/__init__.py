@@ -150,6 +150,8 @@ def _check_all(session, jobs: list, workloads: list, concurrency: int, image_che
         # threads take the workloads' checks (mostly round trips now) in order. Plain threads, not a
         # ThreadPoolExecutor: concurrent.futures imports logging (~10 ms of a no-op here) for nothing this needs.
         for _, name, env in workloads:
+            if session.stopping.is_set():
+                break
             build.hash_context(session, name, env)
         # Every workload's image checks (build, push: the engine, the registry or ECR) are taken before any
         # workload's rest of the chain: package and deploy wait for the environment's check (its stack, the
@@ -163,7 +165,7 @@ def _check_all(session, jobs: list, workloads: list, concurrency: int, image_che
             while True:
                 with take:
                     job = next(todo, None)
-                if job is None:
+                if job is None or session.stopping.is_set():
                     return
                 check(job)
         workers = [threading.Thread(target=worker, daemon=True)

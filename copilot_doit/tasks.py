@@ -292,6 +292,8 @@ def _action(check: StageCheck):
             return TaskFailed(f"internal error in {check.stage}: {type(exc).__name__}: {exc}\n{_where(exc)}")
         finally:
             s.flush()
+            if _BLOCKS is not None:
+                _BLOCKS.release()   # this stage's lines, as one block (-j N)
         return None
     run.__name__ = f"run_{check.stage}"
     return run
@@ -399,10 +401,11 @@ class WholeLines:
     flush has released the GIL (python/cpython#118138, #119506).
     """
 
-    def __init__(self, stream, lock):
+    def __init__(self, stream, lock, blocks: TaskBlocks | None = None):
         self.stream = stream
         self._lock = lock
         self._pending: dict[int, str] = {}   # thread id -> the start of a line not yet written
+        self._blocks = blocks                # -j N: a running task's lines are held for its block
 
     def write(self, text: str) -> int:
         me = threading.get_ident()
@@ -411,12 +414,20 @@ class WholeLines:
             if tail:
                 self._pending[me] = tail
             if newline:
-                self.stream.write(head + newline)
+                block = self._blocks.held.get(me) if self._blocks is not None else None
+                if block is not None:
+                    block.append((self.stream, head + newline))
+                else:
+                    self.stream.write(head + newline)
         return len(text)
 
     def flush(self) -> None:
+        me = threading.get_ident()
         with self._lock:
-            rest = self._pending.pop(threading.get_ident(), "")
+            block = self._blocks.held.get(me) if self._blocks is not None else None
+            if block is not None:
+                return   # held lines are flushed with their block; a partial line waits for its newline
+            rest = self._pending.pop(me, "")
             if rest:
                 self.stream.write(rest)
             self.stream.flush()
@@ -433,6 +444,51 @@ class WholeLines:
         return getattr(self.stream, name)
 
 
+class TaskBlocks:
+    """Under -j N (tasks in threads): each stage task's lines — what its worker thread prints to stdout and
+    stderr, the build's progress, the stack's events — are held while it runs and go out as one block when it
+    ends, as `make --output-sync` does; its `.` line goes out as it starts. Eight builds' `#1 … #5` progress
+    lines no longer interleave. The price: a long stage (a deploy waiting on CloudFormation) shows its lines
+    when it is done. Shares the streams' lock: one order for stdout and stderr."""
+
+    def __init__(self, lock):
+        self._lock = lock
+        self.held: dict[int, list[tuple]] = {}   # worker thread id -> [(stream, line)] of its running task
+
+    def hold(self) -> None:
+        """The calling thread starts a task: its lines are held from now on."""
+        me = threading.get_ident()
+        with self._lock:
+            self._write(self.held.pop(me, None))   # a block not released (cannot happen: said, not lost)
+            self.held[me] = []
+
+    def release(self) -> None:
+        """The calling thread's task ended: its lines go out together."""
+        with self._lock:
+            self._write(self.held.pop(threading.get_ident(), None))
+
+    def release_all(self) -> None:
+        """The run is over (or stopped: a Ctrl-C, doit's runtime error): every held line goes out."""
+        with self._lock:
+            for me in list(self.held):
+                self._write(self.held.pop(me))
+
+    @staticmethod
+    def _write(block: list[tuple] | None) -> None:
+        if not block:
+            return
+        streams = []
+        for stream, line in block:
+            stream.write(line)
+            if stream not in streams:
+                streams.append(stream)
+        for stream in streams:
+            stream.flush()
+
+
+_BLOCKS: TaskBlocks | None = None   # set by the Reporter when tasks run in threads (-n N -P thread)
+
+
 class Reporter(ConsoleReporter):
     """doit's console output with the reason beside each `.`/`--`, and failures as one clear line; after a
     deploy that changed something, a summary table (summary.py): each workload × environment, what ran, the
@@ -447,30 +503,39 @@ class Reporter(ConsoleReporter):
         # sys.stderr must not change while tasks run (see _stage_task's "capture").
         lock = threading.RLock()   # reentrant: a signal handler may print while its thread is writing
         self._std = (sys.stdout, sys.stderr)
+        argv = COMMAND_ARGV if COMMAND_ARGV is not None else sys.argv[1:]
+        jobs = live.doit_option(argv, "-n", "--process")
+        in_threads = jobs.isdigit() and int(jobs) > 1 and live.doit_option(argv, "-P", "--parallel-type") == "thread"
+        global _BLOCKS
+        _BLOCKS = self.blocks = TaskBlocks(lock) if in_threads else None
         stage_out = open(os.devnull, "w") if self.quiet else sys.stdout  # noqa: SIM115
-        sys.stdout, sys.stderr = WholeLines(stage_out, lock), WholeLines(sys.stderr, lock)
-        super().__init__(WholeLines(outstream, lock), options)
+        sys.stdout, sys.stderr = WholeLines(stage_out, lock, self.blocks), WholeLines(sys.stderr, lock, self.blocks)
+        super().__init__(WholeLines(outstream, lock, self.blocks), options)
         self.ran: dict[tuple, list[str]] = {}      # (name, env) -> stages that ran, in order
         self.took: dict[tuple, float] = {}         # (name, env) -> seconds of those stages
         self.started: dict[str, float] = {}
         # Plain lines, or a live view on a terminal (live.py); every line this reporter writes goes through
         # it. The live view (never with parallel tasks) draws on the terminal itself, rich keeping its own
         # lock; plain lines go through WholeLines.
-        argv = COMMAND_ARGV if COMMAND_ARGV is not None else sys.argv[1:]
-        jobs = live.doit_option(argv, "-n", "--process")
         global _CHECK_AHEAD
-        _CHECK_AHEAD = jobs.isdigit() and int(jobs) > 1 and live.doit_option(argv, "-P", "--parallel-type") == "thread"
+        _CHECK_AHEAD = in_threads
         if _CHECK_AHEAD:
             linting.use_workers(int(jobs))   # cfn-lint in processes: threads would take turns on the GIL
         self.display = live.open_display(outstream if live.wants_rich(outstream, self.quiet, argv) else self.outstream,
                                          self.quiet, argv)
 
-    def _reason(self, task) -> str:
+    @staticmethod
+    def _check_of(task) -> StageCheck | None:
+        """The stage's check of a stage task; None for any other task (`plan`, the groups)."""
         for utd in getattr(task, "uptodate", []) or []:
             obj = utd[0] if isinstance(utd, tuple) else utd
             if isinstance(obj, StageCheck):
-                return f"  ({obj.reason.split(': ', 1)[-1]})"
-        return ""
+                return obj
+        return None
+
+    def _reason(self, task) -> str:
+        check = self._check_of(task)
+        return "" if check is None else f"  ({check.reason.split(': ', 1)[-1]})"
 
     def write(self, text):
         self.display.write(text)
@@ -479,6 +544,9 @@ class Reporter(ConsoleReporter):
         self.started[task.name] = time.monotonic()
         if task.actions and task.name[0] != "_" and not self.quiet:
             self.display.stage_started(task.title(), self._reason(task))
+        if self.blocks is not None and self._check_of(task) is not None:
+            # A stage (its action releases the block as it ends, in this worker thread: tasks._action).
+            self.blocks.hold()
 
     def add_success(self, task):
         super().add_success(task)
@@ -502,6 +570,8 @@ class Reporter(ConsoleReporter):
             self.write(f"ERROR: {task.name}: internal error\n{fail.get_msg()}\n")
 
     def complete_run(self):
+        if self.blocks is not None:
+            self.blocks.release_all()   # a run stopped mid-task (Ctrl-C, a runtime error) still says it all
         self.display.close()   # the live area ends here: the summary is plain text after it
         linting.shutdown()
         if not self.failures and not self.runtime_errors:

@@ -22,6 +22,23 @@ def generated_workspace(base, endpoints, n: int) -> Workspace:
                      "cpu: 256\nmemory: 512\ncount: 1\n" for i in range(n)})
 
 
+def assert_each_build_s_lines_are_one_block(stdout: str) -> None:
+    """Each task's output stays grouped (tasks.TaskBlocks): after `building <name> from`, the indented lines
+    up to the next unindented one are that build's progress: its one `load build definition` step, and no
+    other build's (four builds at once used to interleave their `#1 … #5` lines)."""
+    blocks, current = [], None
+    for line in stdout.splitlines():
+        if line and not line[0].isspace():
+            current = [line]
+            blocks.append(current)
+        elif current is not None:
+            current.append(line)
+    builds = [b for b in blocks if b[0].startswith("building ")]
+    assert len(builds) == N, [b[0] for b in builds]
+    for b in builds:
+        assert sum("load build definition" in line for line in b) == 1, "\n".join(b)
+
+
 def test_jobs_deploy_a_generated_workspace_then_skip_it(tmp_path, services_up):
     ws = generated_workspace(tmp_path, services_up, N)
     out = ws.run("deploy", "-j", "4", "-e", "test", tool="cli")
@@ -30,6 +47,7 @@ def test_jobs_deploy_a_generated_workspace_then_skip_it(tmp_path, services_up):
     expected = {"env:test"} | {f"{st}:w{i:02d}@test" for st in ("build", "push", "package", "lint", "deploy")
                                for i in range(N)}
     assert set(m) == expected and set(m.values()) == {"."}, (sorted(expected - set(m)), out.stdout)
+    assert_each_build_s_lines_are_one_block(out.stdout)
     calls = ws.api_calls()
     builds = [c for c in calls if c["operation"] == "Build"]
     assert len(builds) == N, len(builds)

@@ -41,3 +41,52 @@ def test_a_partial_line_waits_for_its_newline_or_a_flush():
     out.write("b\n")
     out.close_lines()
     assert sorted(real.getvalue()[len("hashing: 10 entries"):].splitlines()) == ["ab", "other"]
+
+
+def test_a_task_s_lines_go_out_as_one_block_when_it_ends():
+    """-j N: what a task's worker thread prints (stdout and stderr alike) is held while the task runs and
+    written together when it ends; lines of threads running no task go out at once."""
+    from copilot_doit.tasks import TaskBlocks
+    lock = threading.RLock()
+    blocks = TaskBlocks(lock)
+    real_out, real_err = io.StringIO(), io.StringIO()
+    out, err = WholeLines(real_out, lock, blocks), WholeLines(real_err, lock, blocks)
+    started = threading.Barrier(4, timeout=10)
+
+    def task(n):
+        blocks.hold()
+        started.wait()                       # all three tasks print at the same time
+        for i in range(50):
+            print(f"task {n} line {i}", file=out)
+            if i == 25:
+                print(f"task {n} warning", file=err, flush=True)
+        blocks.release()
+
+    threads = [threading.Thread(target=task, args=(n,)) for n in range(3)]
+    for t in threads:
+        t.start()
+    started.wait()
+    print("not in a task", file=out)        # goes out at once, whatever the tasks do
+    for t in threads:
+        t.join()
+    lines = real_out.getvalue().splitlines()
+    assert lines.count("not in a task") == 1 and len(lines) == 3 * 50 + 1
+    tasks_lines = [line for line in lines if line != "not in a task"]
+    for n in range(3):
+        first = tasks_lines.index(f"task {n} line 0")
+        assert tasks_lines[first:first + 50] == [f"task {n} line {i}" for i in range(50)]
+    assert sorted(real_err.getvalue().splitlines()) == [f"task {n} warning" for n in range(3)]
+
+
+def test_lines_held_by_a_run_stopped_mid_task_still_go_out():
+    from copilot_doit.tasks import TaskBlocks
+    lock = threading.RLock()
+    blocks = TaskBlocks(lock)
+    real = io.StringIO()
+    out = WholeLines(real, lock, blocks)
+    blocks.hold()
+    print("deploying stack x", file=out)
+    out.flush()
+    assert real.getvalue() == ""
+    blocks.release_all()
+    assert real.getvalue() == "deploying stack x\n"

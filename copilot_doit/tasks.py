@@ -459,7 +459,7 @@ class TaskBlocks:
         """The calling thread starts a task: its lines are held from now on."""
         me = threading.get_ident()
         with self._lock:
-            self._write(self.held.pop(me, None))   # a block not released (cannot happen: said, not lost)
+            self._write(self.held.pop(me, None))   # a block left unreleased (not expected) is written, not lost
             self.held[me] = []
 
     def release(self) -> None:

@@ -144,3 +144,18 @@ def test_at_the_end_of_a_run_the_background_takes_no_new_check_and_is_not_waited
     release.set()
     s.settle()
     assert started == ["aa"]                # bb and cc were never started
+
+
+def test_a_failure_in_the_background_is_no_traceback_and_left_to_the_check(tmp_path, monkeypatch):
+    """A thread's uncaught exception is printed as a traceback (threading.excepthook): none escapes."""
+    _, s = scratch_session(tmp_path, monkeypatch, "bgfail", ["aa"])
+    escaped = []
+    monkeypatch.setattr(threading, "excepthook", escaped.append)
+
+    def broken(session):
+        raise RuntimeError("a bug in the checks")
+
+    monkeypatch.setattr(stages, "_prefetch", broken)
+    stages.prefetch(s, background=True)
+    s.settle()
+    assert escaped == []

@@ -73,9 +73,18 @@ def prefetch(session, background: bool = False) -> None:
             return
         session.facts["prefetched"] = True
     if background:
-        session.in_background(lambda: _prefetch(session), "copilot-doit-checks")
+        session.in_background(lambda: _prefetch_quietly(session), "copilot-doit-checks")
     else:
         _prefetch(session)
+
+
+def _prefetch_quietly(session) -> None:
+    """_prefetch in the background: whatever fails there is asked again, and reported in its words, by the
+    check that needs it (doit's, in the run's own thread) — not as a thread's traceback."""
+    try:
+        _prefetch(session)
+    except Exception:  # noqa: BLE001
+        pass
 
 
 def _prefetch(session) -> None:

@@ -19,9 +19,10 @@ machine noise hits them alike; each prints median / min / max and the ratios of 
        script over all N | `git status`
        (also `doit plan env=test`: the read-only status computation, for P2L's comparison)
   P3   one context file of one workload edited (not committed), `doit deploy env=test`: total, and the
-       overhead = total - (that workload's build + deploy stages, timed by a reporter around doit's tasks);
-       beside each run the same kind of edit deployed with `name=<it>` alone (the reference: total - alone
-       is what the other workloads cost, whether or not it lands inside the stages' times)
+       overhead = total - that workload's stages (build, push, package, lint, deploy, timed by a reporter around
+       doit's tasks) as long as they take in a run that deploys it alone (`name=<it>`, beside each run, the
+       same kind of edit): the other workloads' checks run beside its stages and slow them on two cores, so
+       its stages' times from the run itself would hide that; total - alone is what the others cost
   P4   `doit deploy env=prod` after env=test: builds, pushes and layer (blob) uploads counted from
        COPILOT_DOIT_API_LOG and the registry's blob store
   P2L  the N-workload workspace with `test: {target: aws}` and AWS_ENDPOINT_URL at bench/delay_proxy.py
@@ -251,17 +252,20 @@ class Bench:
         root, app, names = self.p2_ws
         victim = names[1] if len(names) > 1 else names[0]
         f = root / "manifests" / victim / "src" / "files" / "d00" / "f0000.txt"
-        walls, owns, overheads, others, alones = [], [], [], [], []
+        walls, owns, overheads, others, alones, alone_stages = [], [], [], [], [], []
         timing = self.tmp / "p3-timing.json"
         env = dict(self.env, BENCH_TIMING=str(timing))
+        mine = (f"build:{victim}@", f"push:{victim}@", f"package:{victim}@", f"lint:{victim}@", f"deploy:{victim}@")
         for i in range(self.args.p3_runs):
-            # The reference: the same kind of edit deployed with that workload alone selected (its stages
-            # with nothing beside them). total - alone is what the other workloads cost, whichever share
-            # of it lands inside the changed workload's stage times (checks run beside its stages).
+            # The reference: the same kind of edit deployed with that workload alone selected, its stages
+            # with nothing beside them. The checks of the other workloads run beside the changed one's
+            # stages (on two cores: their CPU makes those stages slower), so the target is judged against
+            # its stages' times from this run, not from the run that has the others beside them.
             with open(f, "a") as fh:
                 fh.write(f"edit {i} alone {time.time()}\n")
             alones.append(self.timed([PY, "-m", "doit", "-f", "dodo_timed.py", "deploy", "env=test",
                                       f"name={victim}"], root, env))
+            alone_stages.append(sum(v for k, v in json.loads(timing.read_text()).items() if k.startswith(mine)))
             with open(f, "a") as fh:
                 fh.write(f"edit {i} {time.time()}\n")
             t = self.timed([PY, "-m", "doit", "-f", "dodo_timed.py", "deploy", "env=test"], root, env)
@@ -276,15 +280,19 @@ class Bench:
         self.record("P3", f"{victim}'s own build + deploy stages", owns)
         self.record("P3", f"{victim}'s push + package + lint stages", others)
         self.record("P3", "total - own build + deploy", overheads)
-        ov = self.record("P3", "overhead = total - all of its own stages", [o - r for o, r in zip(overheads, others)])["median"]
+        beside = self.record("P3", "total - all of its own stages (timed in this run, the checks beside them)",
+                             [o - r for o, r in zip(overheads, others)])["median"]
         alone = self.record("P3", f"the same edit, name={victim} alone selected (reference)", alones)["median"]
+        self.record("P3", f"{victim}'s stages when deployed alone", alone_stages)
+        ov = self.record("P3", "overhead = total - its stages' times when deployed alone",
+                         [w - a for w, a in zip(walls, alone_stages)])["median"]
         rest = self.record("P3", f"the other {len(names) - 1} workloads' cost = total - alone",
                            [w - a for w, a in zip(walls, alones)])["median"]
         self.target("P3", ov <= 0.3, f"overhead beyond every stage of the changed workload (build, push, package, lint, "
-                    f"deploy) median {ov:.3f} s (target <= 0.3 s); counting push/package/lint as overhead too: "
-                    f"{statistics.median(overheads):.3f} s. The no-op of all {len(names)} (P2) is part of it. The other "
-                    f"{len(names) - 1} workloads cost {rest:.3f} s of wall time beside a deploy of {victim} alone "
-                    f"({alone:.3f} s): the checks run beside its stages, so part of their cost is inside the stages' times")
+                    f"deploy, as long as they take when it is deployed alone) median {ov:.3f} s (target <= 0.3 s); "
+                    f"against its stages' times in the same run, which the other checks now run beside: {beside:.3f} s. "
+                    f"The no-op of all {len(names)} (P2) is part of it; the other {len(names) - 1} workloads cost "
+                    f"{rest:.3f} s of wall time beside a deploy of {victim} alone ({alone:.3f} s)")
 
     def registry_blobs(self) -> int:
         return sum(1 for _ in (self.local / "registry").rglob("data")) if (self.local / "registry").exists() else 0

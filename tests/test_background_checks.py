@@ -152,10 +152,39 @@ def test_a_failure_in_the_background_is_no_traceback_and_left_to_the_check(tmp_p
     escaped = []
     monkeypatch.setattr(threading, "excepthook", escaped.append)
 
-    def broken(session):
+    def broken(session, hashed=None):
         raise RuntimeError("a bug in the checks")
 
     monkeypatch.setattr(stages, "_prefetch", broken)
     stages.prefetch(s, background=True)
     s.settle()
     assert escaped == []
+
+
+def test_in_the_background_the_contexts_are_hashed_by_one_thread_before_prefetch_returns(tmp_path, monkeypatch):
+    """Every build check needs its context's digest: prefetch(background=True) returns once the checks' thread
+    hashed them all, so the run's thread does not hash beside it (two threads statting at once contend for the
+    GIL); the live checks go on after."""
+    from copilot_doit.stages import build
+    _, s = scratch_session(tmp_path, monkeypatch, "bghash", NAMES)
+    s._targets["test"] = FakeTarget()
+    hashed_by, release = [], threading.Event()
+    real_tree = build.context_tree
+
+    def context_tree(context, dockerfile_in_context, stat_cache):
+        hashed_by.append(threading.current_thread().name)
+        return real_tree(context, dockerfile_in_context, stat_cache)
+
+    def deploy_status(session, name, env):
+        release.wait(10)               # the live checks: still going on when prefetch returns
+        return Status(False, "as is")
+
+    monkeypatch.setattr(build, "context_tree", context_tree)
+    monkeypatch.setattr(stages, "ENV", FakeStage("env", lambda session, name, env: Status(False, "as is")))
+    monkeypatch.setattr(stages, "WORKLOAD_STAGES", (FakeStage("deploy", deploy_status),))
+    try:
+        stages.prefetch(s, background=True)
+        assert hashed_by == ["copilot-doit-checks"] * len(NAMES)
+    finally:
+        release.set()
+        s.settle()

@@ -64,30 +64,36 @@ def prefetch(session, background: bool = False) -> None:
     doit's own checks, which come one by one, find them. A failure is left for that check to report.
     Once per session (a session handed over to doit by `copilot-doit deploy` is not checked twice).
 
-    `background`: returns at once, the checks going on in a thread beside the run (Session.settle waits
-    for them). Each of doit's checks then waits for its own answer only (Session.memo), so the first stage
-    that must run starts while the other workloads are still being checked: a deploy of one changed
-    workload among fifty no longer waits for the other forty-nine's round trips before its build."""
+    `background`: returns once the build contexts are hashed (local CPU work that every build check needs,
+    done by one thread: two hashing at once contend for the GIL), the live checks going on in a thread beside
+    the run (Session.settle waits for them). Each of doit's checks then waits for its own answer only
+    (Session.memo), so the first stage that must run starts while the other workloads are still being
+    checked: a deploy of one changed workload among fifty no longer waits for the other forty-nine's round
+    trips before its build."""
     with session.once_lock("prefetch"):
         if session.facts.get("prefetched"):
             return
         session.facts["prefetched"] = True
     if background:
-        session.in_background(lambda: _prefetch_quietly(session), "copilot-doit-checks")
+        hashed = threading.Event()
+        session.in_background(lambda: _prefetch_quietly(session, hashed), "copilot-doit-checks")
+        hashed.wait()
     else:
         _prefetch(session)
 
 
-def _prefetch_quietly(session) -> None:
+def _prefetch_quietly(session, hashed: threading.Event) -> None:
     """_prefetch in the background: whatever fails there is asked again, and reported in its words, by the
     check that needs it (doit's, in the run's own thread) — not as a thread's traceback."""
     try:
-        _prefetch(session)
+        _prefetch(session, hashed)
     except Exception:  # noqa: BLE001
         pass
+    finally:
+        hashed.set()
 
 
-def _prefetch(session) -> None:
+def _prefetch(session, hashed: threading.Event | None = None) -> None:
     workloads = [(WORKLOAD_STAGES[-1], name, env) for name in session.names for env in session.envs]
     jobs = [(ENV, None, env) for env in session.envs] + workloads
     warming = []
@@ -109,7 +115,7 @@ def _prefetch(session) -> None:
         image_checks = [] if push_stage is None else [(push_stage, name, env) for _, name, env in workloads]
         # As many at once as the selected environments' targets allow (milliseconds to local peers, tens
         # of milliseconds to AWS).
-        _check_all(session, jobs, workloads, max(allowed, default=8), image_checks)
+        _check_all(session, jobs, workloads, max(allowed, default=8), image_checks, hashed)
     finally:
         for thread in warming:   # no thread outlives the checks: doit may fork workers after them
             if thread is not None:
@@ -129,9 +135,11 @@ def _checks_uploads(session, env: str) -> bool:
         return True
 
 
-def _check_all(session, jobs: list, workloads: list, concurrency: int, image_checks: list = ()) -> None:
+def _check_all(session, jobs: list, workloads: list, concurrency: int, image_checks: list = (),
+               hashed: threading.Event | None = None) -> None:
     """`jobs`' environment checks each in a thread of its own; then, with more than one workload, `concurrency`
-    threads take `image_checks` (the workloads' push checks), then `workloads` (their whole chains)."""
+    threads take `image_checks` (the workloads' push checks), then `workloads` (their whole chains).
+    `hashed` is set once the build contexts are hashed."""
     image_checks = list(image_checks)
 
     def check(job):
@@ -150,6 +158,8 @@ def _check_all(session, jobs: list, workloads: list, concurrency: int, image_che
     if len(workloads) < 2:
         # One pipeline is a chain (build, push, package, lint, deploy): this thread computes it, and package
         # waits for the environment's check. No pool (its import alone costs ~2 ms).
+        if hashed is not None:
+            hashed.set()   # its one context is hashed by whichever thread asks first
         for job in workloads:
             check(job)
     else:
@@ -162,6 +172,8 @@ def _check_all(session, jobs: list, workloads: list, concurrency: int, image_che
             if session.stopping.is_set():
                 break
             build.hash_context(session, name, env)
+        if hashed is not None:
+            hashed.set()
         # Every workload's image checks (build, push: the engine, the registry or ECR) are taken before any
         # workload's rest of the chain: package and deploy wait for the environment's check (its stack, the
         # DescribeStacks walk: one page after another), and a thread waiting there held up the image checks

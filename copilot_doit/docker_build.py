@@ -1,7 +1,8 @@
 """Build an image as Copilot does: `docker build` through the Docker CLI, with BuildKit.
 
     build(cfg, tag, labels, quiet=False, out=print) -> "sha256:…"   the image id (from --iidfile)
-    find_builder() -> Builder                                       which CLI and how (memoised per process)
+    find_builder(memo) -> Builder                                   which CLI and how (memoised per process, and
+                                                                    in `memo` while the CLIs stay as they are)
 
 Which builder, in order:
   - a `docker` CLI with the buildx plugin: `docker buildx build --load` (what `docker build` is on Docker 23+);
@@ -91,35 +92,96 @@ def _major(version: str) -> int:
         return 0
 
 
-def find_builder() -> Builder:
+def find_builder(memo: Path | None = None) -> Builder:
     """The first `docker` CLI that can build with BuildKit, else the SDK builder with the reason.
-    Probed once per process, however many threads ask."""
+    Probed once per process, however many threads ask; with `memo` (a small JSON file of the cache), once
+    per change of what the answer depends on (probe_signature)."""
     if _builder is not None:
         return _builder
     with _FIND_LOCK:
-        return _builder if _builder is not None else _probe()
+        return _builder if _builder is not None else _probe(memo)
 
 
-def _probe() -> Builder:
+# Where the docker CLI looks for plugins besides $DOCKER_CONFIG/cli-plugins (docker/cli's defaultSystemPluginDirs).
+SYSTEM_PLUGIN_DIRS = ("/usr/local/lib/docker/cli-plugins", "/usr/local/libexec/docker/cli-plugins",
+                      "/usr/lib/docker/cli-plugins", "/usr/libexec/docker/cli-plugins")
+RACY_SECONDS = 2.0   # a file changed this recently may change again within its mtime's granularity
+
+
+def probe_signature(clis: list[str]) -> str | None:
+    """What the probe's answer depends on: each `docker` on PATH, in order (path, size, mtime, inode: an
+    upgrade changes them), the folders the CLI finds plugins in and its config file (their mtimes: a buildx
+    installed or removed). None when one of them changed too recently to be trusted (git's racy-clean rule)."""
+    import hashlib
+    import json
+    import time
+    config = os.environ.get("DOCKER_CONFIG") or os.path.join(os.path.expanduser("~"), ".docker")
+    paths = [*clis, os.path.join(config, "cli-plugins"), os.path.join(config, "config.json"), *SYSTEM_PLUGIN_DIRS]
+    now, parts = time.time(), []
+    for path in paths:
+        try:
+            st = os.stat(path)
+        except OSError:
+            parts.append([path])
+            continue
+        if now - st.st_mtime < RACY_SECONDS:
+            return None
+        parts.append([path, st.st_size, st.st_mtime_ns, st.st_ino])
+    return hashlib.sha256(json.dumps([os.environ.get("DOCKER_CLI_PLUGIN_EXTRA_DIRS"), parts]).encode()).hexdigest()
+
+
+def _remembered(memo: Path, signature: str, clis: list[str]) -> Builder | None:
+    """The memo's answer for `signature`, if it is one (a damaged or foreign file is no answer)."""
+    import json
+    try:
+        data = json.loads(memo.read_text())
+        if data.get("signature") != signature:
+            return None
+        b = Builder(**data["builder"])
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        return None
+    if b.kind not in ("buildx", "buildkit", "sdk") or (b.kind != "sdk" and b.cli not in clis):
+        return None
+    return b
+
+
+def _probe(memo: Path | None = None) -> Builder:
     global _builder
     clis = _docker_executables()
+    signature = probe_signature(clis) if memo is not None else None
+    if signature is not None:
+        known = _remembered(memo, signature, clis)
+        if known is not None:
+            _builder = known
+            return _builder
+    _builder = _ask_the_clis(clis)
+    if signature is not None:
+        import json
+        from .cache import atomic_write
+        try:
+            atomic_write(memo, json.dumps({"signature": signature, "builder": {
+                "kind": _builder.kind, "cli": _builder.cli, "version": _builder.version,
+                "notice": _builder.notice}}, sort_keys=True).encode())
+        except OSError:
+            pass   # asked again next run
+    return _builder
+
+
+def _ask_the_clis(clis: list[str]) -> Builder:
+    """Two to four CLI processes (~40 ms each here): `docker buildx version`, `docker --version`."""
     if not clis:
-        _builder = Builder("sdk", notice=NO_CLI_NOTICE)
-        return _builder
+        return Builder("sdk", notice=NO_CLI_NOTICE)
     unusable = []
     for cli in clis:
         buildx = _run_quietly([cli, "buildx", "version"])
         version = _cli_version(cli)
         if buildx is not None and buildx.returncode == 0:
-            _builder = Builder("buildx", cli, version)
-            return _builder
+            return Builder("buildx", cli, version)
         if version and _major(version) < 23:  # BuildKit is built into the classic CLI up to 22.x
-            _builder = Builder("buildkit", cli, version)
-            return _builder
+            return Builder("buildkit", cli, version)
         unusable.append(f"{cli} {version or '(version unknown)'}")
-    _builder = Builder("sdk", notice=f"docker CLI {', '.join(unusable)} cannot build with BuildKit (no buildx "
-                                     "plugin): building with the docker SDK's legacy builder (no BuildKit features)")
-    return _builder
+    return Builder("sdk", notice=f"docker CLI {', '.join(unusable)} cannot build with BuildKit (no buildx "
+                                 "plugin): building with the docker SDK's legacy builder (no BuildKit features)")
 
 
 def _network_mode() -> str | None:
@@ -166,14 +228,15 @@ def cli_command(builder: Builder, cfg: BuildConfig, tag: str, labels: dict, iidf
 
 
 def build(cfg: BuildConfig, tag: str, labels: dict, *, quiet: bool = False, out=print,
-          timeout: float | None = None) -> str:
+          timeout: float | None = None, probe_memo: Path | None = None) -> str:
     """Build cfg's Dockerfile into the engine, tagged `tag`; returns the image id `sha256:…`.
 
     Output lines are streamed prefixed by two spaces unless quiet. No timeout by default (a build may be
-    long); a dead engine fails at once (the network probe, then the CLI's own message).
+    long); a dead engine fails at once (the network probe, then the CLI's own message). `probe_memo`: where
+    find_builder keeps its answer between runs.
     """
     global _notice_shown
-    builder = find_builder()
+    builder = find_builder(probe_memo)
     network = _network_mode()
     log_api("docker", "Build", "engine", {"builder": builder.kind})
     if builder.kind == "sdk":

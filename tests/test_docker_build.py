@@ -90,6 +90,63 @@ def test_threads_asking_at_once_probe_the_cli_once(tmp_path, monkeypatch):
     assert sorted((tmp_path / "calls").read_text().split()) == ["--version", "buildx"]
 
 
+def counting_docker(tmp_path: Path, monkeypatch, version="20.10.24+dfsg1", buildx=False) -> Path:
+    """A fake `docker` on PATH that logs each call; its file and the plugin folders dated an hour back (older
+    than the racy window), DOCKER_CONFIG a folder of the test's."""
+    fake_docker(tmp_path / "bin", version, buildx)
+    script = tmp_path / "bin" / "docker"
+    script.write_text(script.read_text().replace("#!/bin/sh\n", f"#!/bin/sh\necho $1 >> {tmp_path}/calls\n", 1))
+    (tmp_path / "config" / "cli-plugins").mkdir(parents=True)
+    for path in (script, tmp_path / "config" / "cli-plugins"):
+        os.utime(path, (os.path.getmtime(path) - 3600,) * 2)
+    monkeypatch.setenv("PATH", str(tmp_path / "bin"))
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "config"))
+    return script
+
+
+def calls(tmp_path: Path) -> int:
+    return len((tmp_path / "calls").read_text().split()) if (tmp_path / "calls").exists() else 0
+
+
+def test_the_cli_probe_is_remembered_until_the_cli_or_its_plugins_change(tmp_path, monkeypatch):
+    """Two to four CLI processes per run that builds (~0.17 s on this machine's two CLIs), asked once while
+    the CLIs, their plugin folders and DOCKER_CONFIG stay as they are."""
+    script = counting_docker(tmp_path, monkeypatch)
+    memo = tmp_path / "cache" / "docker-cli.json"
+    first = docker_build.find_builder(memo)
+    assert first.kind == "buildkit" and calls(tmp_path) == 2 and memo.exists()
+    docker_build._builder = None                      # the next run (a new process)
+    assert docker_build.find_builder(memo) == first and calls(tmp_path) == 2
+    plugin = tmp_path / "config" / "cli-plugins" / "docker-buildx"   # buildx installed: asked again
+    plugin.write_text("#!/bin/sh\n")
+    os.utime(plugin.parent, (os.path.getmtime(plugin.parent) - 1800,) * 2)
+    docker_build._builder = None
+    docker_build.find_builder(memo)
+    assert calls(tmp_path) == 4
+    fake_docker(tmp_path / "bin", "28.2.2", buildx=True)              # the CLI upgraded: asked again
+    os.utime(script, (os.path.getmtime(script) - 600,) * 2)
+    docker_build._builder = None
+    assert docker_build.find_builder(memo).kind == "buildx"
+
+
+def test_a_damaged_probe_memo_or_a_cli_changed_just_now_is_asked_again(tmp_path, monkeypatch):
+    script = counting_docker(tmp_path, monkeypatch)
+    memo = tmp_path / "docker-cli.json"
+    memo.write_text("{not json")
+    assert docker_build.find_builder(memo).kind == "buildkit" and calls(tmp_path) == 2
+    docker_build._builder = None
+    memo.write_text('{"signature": "%s", "builder": {"kind": "buildx", "cli": "/elsewhere/docker"}}'
+                    % docker_build.probe_signature([str(script)]))
+    assert docker_build.find_builder(memo).kind == "buildkit" and calls(tmp_path) == 4   # a CLI not on PATH
+    os.utime(script)                                   # changed just now: within the racy window
+    assert docker_build.probe_signature([str(script)]) is None
+    docker_build._builder = None
+    docker_build.find_builder(memo)
+    docker_build._builder = None
+    docker_build.find_builder(memo)
+    assert calls(tmp_path) == 8                        # not remembered while it may still change
+
+
 def test_the_sdk_builders_notice_is_said_once_however_many_builds(tmp_path, monkeypatch):
     import threading
     monkeypatch.setattr(docker_build, "_builder", docker_build.Builder("sdk", notice="no CLI: legacy builder"))

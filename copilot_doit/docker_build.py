@@ -21,12 +21,15 @@ Build arg values never reach a log: they travel in the CLI's environment (`--bui
 from __future__ import annotations
 
 import collections
+import hashlib
+import json
 import os
 import re
 import shutil
 import subprocess
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 from .audit import log_api
@@ -112,9 +115,6 @@ def probe_signature(clis: list[str]) -> str | None:
     """What the probe's answer depends on: each `docker` on PATH, in order (path, size, mtime, inode: an
     upgrade changes them), the folders the CLI finds plugins in and its config file (their mtimes: a buildx
     installed or removed). None when one of them changed too recently to be trusted (git's racy-clean rule)."""
-    import hashlib
-    import json
-    import time
     config = os.environ.get("DOCKER_CONFIG") or os.path.join(os.path.expanduser("~"), ".docker")
     paths = [*clis, os.path.join(config, "cli-plugins"), os.path.join(config, "config.json"), *SYSTEM_PLUGIN_DIRS]
     now, parts = time.time(), []
@@ -132,7 +132,6 @@ def probe_signature(clis: list[str]) -> str | None:
 
 def _remembered(memo: Path, signature: str, clis: list[str]) -> Builder | None:
     """The memo's answer for `signature`, if it is one (a damaged or foreign file is no answer)."""
-    import json
     try:
         data = json.loads(memo.read_text())
         if data.get("signature") != signature:
@@ -156,7 +155,6 @@ def _probe(memo: Path | None = None) -> Builder:
             return _builder
     _builder = _ask_the_clis(clis)
     if signature is not None:
-        import json
         from .cache import atomic_write
         try:
             atomic_write(memo, json.dumps({"signature": signature, "builder": {

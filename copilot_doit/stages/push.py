@@ -53,6 +53,7 @@ def push_image(target: Target, repo_name: str, image_id: str, tags: list[str], r
     repo_uri = target.ensure_repository(repo_name, resource_tags)
     push_ref = target.push_reference(repo_uri)
     c = engine.client()
+    import docker.errors   # loaded with the client: no cost here
     auth = target.registry_auth(repo_uri)
     digest = None
     from .. import live
@@ -61,12 +62,9 @@ def push_image(target: Target, repo_name: str, image_id: str, tags: list[str], r
         log_api("docker", "Tag", "engine")
         try:
             c.api.tag(image_id, push_ref, tag)
-        except Exception as exc:
-            import docker.errors   # imported with the client above
-            if isinstance(exc, docker.errors.ImageNotFound):
-                raise StageFailed(f"image {str(image_id)[:19]} is no longer in the engine (removed since its build "
-                                  f"was checked): run again to build it") from None
-            raise
+        except docker.errors.ImageNotFound:
+            raise StageFailed(f"image {str(image_id)[:19]} is no longer in the engine (removed since its build "
+                              f"was checked): run again to build it") from None
         log_api("docker", "Push", "engine")
         try:
             for chunk in c.api.push(push_ref, tag=tag, stream=True, decode=True, auth_config=auth):

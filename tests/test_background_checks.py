@@ -161,30 +161,82 @@ def test_a_failure_in_the_background_is_no_traceback_and_left_to_the_check(tmp_p
     assert escaped == []
 
 
-def test_in_the_background_the_contexts_are_hashed_by_one_thread_before_prefetch_returns(tmp_path, monkeypatch):
-    """Every build check needs its context's digest: prefetch(background=True) returns once the checks' thread
-    hashed them all, so the run's thread does not hash beside it (two threads statting at once contend for the
-    GIL); the live checks go on after."""
+def _hashed_once_before(tmp_path, monkeypatch, prefix: str):
+    """A session over aa, bb, cc whose contexts were hashed by an earlier run (their files dated a minute
+    back: not racy), so this run finds them as they were."""
+    from copilot_doit.session import Options, Session
     from copilot_doit.stages import build
-    _, s = scratch_session(tmp_path, monkeypatch, "bghash", NAMES)
+    ws, first = scratch_session(tmp_path, monkeypatch, prefix, NAMES)
+    past = time.time() - 60
+    for folder, _, files in os.walk(ws.root):
+        for f in files:
+            os.utime(os.path.join(folder, f), (past, past))
+    for name in NAMES:
+        build.hash_context(first, name, "test")
+    first.flush()
+    s = Session(Options(names=list(NAMES), envs=["test"]))
     s._targets["test"] = FakeTarget()
-    hashed_by, release = [], threading.Event()
+    return ws, s
+
+
+def _record_hashing(monkeypatch, hold: str | None = None):
+    """Patch the context hashing to record (workload, thread) and, for `hold`'s context, wait for the returned
+    event (at most 10 s)."""
+    from copilot_doit.stages import build
+    hashed, release = [], threading.Event()
     real_tree = build.context_tree
 
     def context_tree(context, dockerfile_in_context, stat_cache):
-        hashed_by.append(threading.current_thread().name)
+        name = os.path.basename(os.path.dirname(context.rstrip("/")))
+        if name == hold:
+            release.wait(10)
+        hashed.append((name, threading.current_thread().name))
         return real_tree(context, dockerfile_in_context, stat_cache)
+
+    monkeypatch.setattr(build, "context_tree", context_tree)
+    return hashed, release
+
+
+def test_in_the_background_the_contexts_are_hashed_by_one_thread_before_prefetch_returns(tmp_path, monkeypatch):
+    """Every build check needs its context's digest: when no context changed (a no-op), prefetch(background=True)
+    returns once the checks' thread hashed them all, so the run's thread does not hash beside it (two threads
+    statting at once contend for the GIL); the live checks go on after."""
+    _, s = _hashed_once_before(tmp_path, monkeypatch, "bghash")
+    hashed, _ = _record_hashing(monkeypatch)
+    release = threading.Event()
 
     def deploy_status(session, name, env):
         release.wait(10)               # the live checks: still going on when prefetch returns
         return Status(False, "as is")
 
-    monkeypatch.setattr(build, "context_tree", context_tree)
     monkeypatch.setattr(stages, "ENV", FakeStage("env", lambda session, name, env: Status(False, "as is")))
     monkeypatch.setattr(stages, "WORKLOAD_STAGES", (FakeStage("deploy", deploy_status),))
     try:
         stages.prefetch(s, background=True)
-        assert hashed_by == ["copilot-doit-checks"] * len(NAMES)
+        assert hashed == [(n, "copilot-doit-checks") for n in NAMES]
+        assert s.stat_cache.contexts_rehashed == 0
     finally:
         release.set()
         s.settle()
+
+
+def test_at_the_first_changed_context_prefetch_returns_without_waiting_for_the_others(tmp_path, monkeypatch):
+    """A changed context means that workload's build is likely to run: doit's checks go on from there while
+    the checks' thread hashes the others (one changed workload among 500 no longer waits for the other 499
+    contexts before its build). Here bb changed, and cc's hashing is held: prefetch returns all the same."""
+    ws, s = _hashed_once_before(tmp_path, monkeypatch, "bgchanged")
+    (ws.root / "copilot" / "bb" / "src" / "hello.txt").write_text("edited\n")
+    hashed, release = _record_hashing(monkeypatch, hold="cc")
+    monkeypatch.setattr(stages, "ENV", FakeStage("env", lambda session, name, env: Status(False, "as is")))
+    monkeypatch.setattr(stages, "WORKLOAD_STAGES", (FakeStage("deploy", lambda session, name, env: Status(False, "as is")),))
+    try:
+        t0 = time.monotonic()
+        stages.prefetch(s, background=True)
+        assert time.monotonic() - t0 < 5          # cc's hashing is held for up to 10 s
+        assert [n for n, _ in hashed] == ["aa", "bb"]
+        assert s.stat_cache.contexts_rehashed == 1
+    finally:
+        release.set()
+        s.settle()
+    assert [n for n, _ in hashed] == NAMES      # the rest hashed all the same, by the same thread, once each
+    assert {t for _, t in hashed} == {"copilot-doit-checks"}

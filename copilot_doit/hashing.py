@@ -163,6 +163,7 @@ class StatCache:
         self.bytes_hashed = 0
         # Contexts whose stats were not all as at their last hashing (an edit, a touch, a first hashing):
         # stages.prefetch lets doit's checks start at the first such context instead of after the last one.
+        # Counted without a lock: a count lost between two threads only delays that start to the pass's end.
         self.contexts_rehashed = 0
 
     def _connect(self, check_same_thread: bool = True):

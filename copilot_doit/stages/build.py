@@ -99,8 +99,13 @@ def with_entries(cfg: BuildConfig, inputs: dict, stat_cache: StatCache) -> dict:
     return inputs
 
 
+def local_repository(app: str, workload: str) -> str:
+    """The engine-side name of a workload's built images (`*` for every workload's: a filter pattern)."""
+    return f"copilot-doit/{app}-{workload}"
+
+
 def local_tag(app: str, workload: str, k: Key) -> tuple[str, str]:
-    return f"copilot-doit/{app}-{workload}", f"ck-{k.hex}"
+    return local_repository(app, workload), f"ck-{k.hex}"
 
 
 def build_image(cfg: BuildConfig, app: str, workload: str, k: Key, quiet: bool = False,
@@ -145,6 +150,18 @@ def _registry_head(s: Session, env: str):
     return lambda ref: registry_digest(ref, boto3_session=s.target(env).session())
 
 
+def in_the_engine(s: Session, image_id: str) -> bool:
+    """Whether the engine holds this image. With several workloads selected, from one listing per run of the
+    app's content-tagged images (`local_tag`: a no-op of 50 workloads makes one request, not 50); an id not
+    in that listing is asked for by itself (an image built after it, or one whose content tag was removed
+    while another tag keeps it)."""
+    if len(s.names) > 1:
+        listed = s.once("engine-images", lambda: engine.image_ids(local_repository(s.ws.app, "*")))
+        if listed is not None and image_id in listed:
+            return True
+    return engine.image_id(image_id) is not None
+
+
 def status(s: Session, name: str, env: str) -> Status:
     def compute():
         m = s.manifests[(name, env)]
@@ -157,7 +174,7 @@ def status(s: Session, name: str, env: str) -> Status:
         rec = s.cache.get_action("build", k)
         if rec:
             try:
-                in_engine = engine.image_id(rec["result"]["image_id"])
+                in_engine = in_the_engine(s, rec["result"]["image_id"])
             except ServiceUnavailable as exc:  # a plan or an up-to-date deploy may go on without it
                 in_engine, notes = None, f"{notes}; {exc}"
             if in_engine:

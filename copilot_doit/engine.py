@@ -24,10 +24,15 @@ def _socket_path() -> str:
     return DEFAULT_SOCKET
 
 
+def _through_sdk() -> bool:
+    """An engine reached over tcp/ssh (DOCKER_HOST): asked through the SDK, not the raw Unix socket."""
+    host = os.environ.get("DOCKER_HOST", "")
+    return bool(host) and not host.startswith("unix://")
+
+
 def image_id(ref: str) -> str | None:
     """Id of a local image (by id, name:tag or repo@digest), or None if the engine does not have it."""
-    host = os.environ.get("DOCKER_HOST", "")
-    if host and not host.startswith("unix://"):
+    if _through_sdk():
         c = client()  # tcp/ssh engines: go through the SDK
         import docker
         try:
@@ -47,8 +52,7 @@ def image_ids(reference: str) -> set[str] | None:
     """Ids of the local images tagged with a name that matches `reference` (the engine's `reference` filter,
     a pattern like `copilot-doit/app-*`), in one request; None for an engine without the raw socket (tcp/ssh:
     asked one by one through the SDK instead)."""
-    host = os.environ.get("DOCKER_HOST", "")
-    if host and not host.startswith("unix://"):
+    if _through_sdk():
         return None
     log_api("docker", "ListImages", "engine")
     filters = urllib.parse.quote(json.dumps({"reference": [reference]}), safe="")
@@ -110,8 +114,7 @@ def _unix_get(path: str, what: str) -> tuple[int, bytes]:
 
 def inspect_image(ref: str) -> dict | None:
     """The engine's JSON for a local image (Id, RepoTags, RepoDigests, Architecture, ...), or None."""
-    host = os.environ.get("DOCKER_HOST", "")
-    if host and not host.startswith("unix://"):
+    if _through_sdk():
         import docker
         try:
             return client().api.inspect_image(ref)
@@ -128,8 +131,7 @@ def inspect_image(ref: str) -> dict | None:
 
 def has_network(name: str) -> bool:
     """Whether the engine has a network of that name (`dockerd --bridge=none` has no `bridge`)."""
-    host = os.environ.get("DOCKER_HOST", "")
-    if host and not host.startswith("unix://"):
+    if _through_sdk():
         import docker
         try:
             client().api.inspect_network(name)

@@ -414,18 +414,21 @@ class WholeLines:
             if tail:
                 self._pending[me] = tail
             if newline:
-                block = self._blocks.held.get(me) if self._blocks is not None else None
+                block = self._held(me)
                 if block is not None:
                     block.append((self.stream, head + newline))
                 else:
                     self.stream.write(head + newline)
         return len(text)
 
+    def _held(self, me: int) -> list | None:
+        """The block this thread's running task holds its lines in (-j N), or None: write them out."""
+        return self._blocks.held.get(me) if self._blocks is not None else None
+
     def flush(self) -> None:
         me = threading.get_ident()
         with self._lock:
-            block = self._blocks.held.get(me) if self._blocks is not None else None
-            if block is not None:
+            if self._held(me) is not None:
                 return   # held lines are flushed with their block; a partial line waits for its newline
             rest = self._pending.pop(me, "")
             if rest:

@@ -140,7 +140,7 @@ def _check_all(session, jobs: list, workloads: list, concurrency: int, image_che
                hashed: threading.Event | None = None) -> None:
     """`jobs`' environment checks each in a thread of its own; then, with more than one workload, `concurrency`
     threads take `image_checks` (the workloads' push checks), then `workloads` (their whole chains).
-    `hashed` is set once the build contexts are hashed."""
+    `hashed` is set once the build contexts are hashed, or at the first one found changed."""
     image_checks = list(image_checks)
 
     def check(job):

@@ -518,7 +518,15 @@ def context_entries(context: str, dockerfile_in_context: str | None, stat_cache:
 def context_tree(context: str, dockerfile_in_context: str | None, stat_cache: StatCache) -> str:
     """`tree_digest(context_entries(...))`, answered from the context's last hashing without decoding its
     entries when no listed file's stat changed (a no-op needs only this digest)."""
-    return _hashed_context(context, dockerfile_in_context, stat_cache, tree_only=True)[1]
+    return context_snapshot(context, dockerfile_in_context, stat_cache)[1]
+
+
+def context_snapshot(context: str, dockerfile_in_context: str | None,
+                     stat_cache: StatCache) -> tuple[list | None, str]:
+    """(entries, tree digest): `context_tree`'s digest, with the entries when this hashing listed them (the
+    context changed since its last hashing), else None. One hashing of a changed context then gives both
+    what its key needs and what its explanation and record need, from the same look at the files."""
+    return _hashed_context(context, dockerfile_in_context, stat_cache, tree_only=True)
 
 
 def _hashed_context(context: str, dockerfile_in_context: str | None, stat_cache: StatCache,

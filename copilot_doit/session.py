@@ -251,6 +251,7 @@ class Session:
         self._changes: list[Change] = []
         self._locks: dict = {}
         self._locks_lock = threading.Lock()
+        self._taken: set = set()   # keys of work a stage took this run (first_to_take)
         self._background: list[threading.Thread] = []   # this run's checks going on beside it (settle)
         self.stopping = threading.Event()   # the run is ending: what runs in the background takes no new job
         # Every selected manifest is read and validated up front: a mistake stops the run before
@@ -463,6 +464,14 @@ class Session:
         """One lock per key for this run (threads of one process)."""
         with self._locks_lock:
             return self._locks.setdefault(key, threading.RLock())
+
+    def first_to_take(self, key) -> bool:
+        """Whether no task took the work under `key` before in this run (and, from now on, that one did)."""
+        with self._locks_lock:
+            if key in self._taken:
+                return False
+            self._taken.add(key)
+            return True
 
     # --- the cache's records ------------------------------------------------------------------------
     def record(self, stage: str, task: str, k: Key, result: dict, inputs: dict) -> None:

@@ -276,8 +276,13 @@ def _action(check: StageCheck):
                 # Tasks may run in parallel (-n N -P thread, copilot-doit deploy -j N): identical work —
                 # two environments sharing one image, one build key — is done once. The second waits,
                 # then finds it done: its status (and the later stages') is asked again once it holds the lock.
-                with s.lock_for(("run", check.stage, st.key.salt, st.key.hex)):
-                    s.changed(name=check.name, stage=check.stage, facts=())
+                # The first keeps the answer its check just gave (the run reads it from the memo; a stage's
+                # run drops it, and the later stages', when it has changed the world): asked again, a build's
+                # status listed its context once more and asked the registry for its content tag again.
+                work = ("run", check.stage, st.key.salt, st.key.hex)
+                with s.lock_for(work):
+                    if not s.first_to_take(work):
+                        s.changed(name=check.name, stage=check.stage, facts=())
                     stage.run(s, check.name, check.env)
             else:
                 stage.run(s, check.name, check.env)

@@ -184,16 +184,16 @@ def _record_hashing(monkeypatch, hold: str | None = None):
     event (at most 10 s)."""
     from copilot_doit.stages import build
     hashed, release = [], threading.Event()
-    real_tree = build.context_tree
+    real_tree = build.context_snapshot
 
-    def context_tree(context, dockerfile_in_context, stat_cache):
+    def context_snapshot(context, dockerfile_in_context, stat_cache):
         name = os.path.basename(os.path.dirname(context.rstrip("/")))
         if name == hold:
             release.wait(10)
         hashed.append((name, threading.current_thread().name))
         return real_tree(context, dockerfile_in_context, stat_cache)
 
-    monkeypatch.setattr(build, "context_tree", context_tree)
+    monkeypatch.setattr(build, "context_snapshot", context_snapshot)
     return hashed, release
 
 

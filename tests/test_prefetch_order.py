@@ -21,9 +21,9 @@ def test_contexts_are_hashed_by_the_caller_before_the_workload_checks_and_once(t
     ws, s = scratch_session(tmp_path, monkeypatch, "order", names)
     events, lock = [], threading.Lock()
     env_started = threading.Event()
-    real_tree = build.context_tree
+    real_tree = build.context_snapshot
 
-    def context_tree(context, dockerfile_in_context, stat_cache):
+    def context_snapshot(context, dockerfile_in_context, stat_cache):
         # The environment's check was started before the hashing: waiting for it here cannot time out.
         assert env_started.wait(10), "the environment's check had not started when the hashing began"
         with lock:
@@ -41,7 +41,7 @@ def test_contexts_are_hashed_by_the_caller_before_the_workload_checks_and_once(t
         with lock:
             events.append(("check", name, digest))
 
-    monkeypatch.setattr(build, "context_tree", context_tree)
+    monkeypatch.setattr(build, "context_snapshot", context_snapshot)
     monkeypatch.setattr(stages, "ENV", FakeStage(env_status))
     workload_stage = FakeStage(workload_status)
     jobs = [(stages.ENV, None, "test")] + [(workload_stage, n, "test") for n in names]
@@ -53,5 +53,5 @@ def test_contexts_are_hashed_by_the_caller_before_the_workload_checks_and_once(t
     assert events.index(checks[0]) > events.index(hashes[-1])              # every hash before any check
     assert ("env", None, False) in events                                   # the env check: another thread
     assert sorted(c[1] for c in checks) == names
-    truth = {n: real_tree(str(ws.root / "copilot" / n / "src"), "Dockerfile", s.stat_cache) for n in names}
+    truth = {n: real_tree(str(ws.root / "copilot" / n / "src"), "Dockerfile", s.stat_cache)[1] for n in names}
     assert {c[1]: c[2] for c in checks} == truth                            # the digests the checks used

@@ -19,7 +19,7 @@ from pathlib import Path
 from .. import engine, git
 from ..base_images import BaseImageMemo, resolve_all
 from ..errors import ServiceUnavailable
-from ..hashing import (Key, StatCache, changed_paths, context_entries, context_tree, digest_bytes, digest_value,
+from ..hashing import (Key, StatCache, changed_paths, context_entries, context_snapshot, digest_bytes, digest_value,
                        tree_digest)
 from ..manifest import BuildConfig
 from ..session import Session
@@ -76,9 +76,14 @@ def key(cfg: BuildConfig, workload: str, stat_cache: StatCache, memo: BaseImageM
 
 def context_digest(s: Session, cfg: BuildConfig) -> str:
     """The context's tree digest, once per run for each context and Dockerfile name."""
+    return _context(s, cfg)[1]
+
+
+def _context(s: Session, cfg: BuildConfig) -> tuple[list | None, str]:
+    """The context's (entries or None, tree digest) as hashed once per run (`hashing.context_snapshot`)."""
     dockerfile_in_context = cfg.dockerfile_in_context()
     return s.memo(("context-tree", str(cfg.context), dockerfile_in_context),
-                  lambda: context_tree(str(cfg.context), dockerfile_in_context, s.stat_cache))
+                  lambda: context_snapshot(str(cfg.context), dockerfile_in_context, s.stat_cache))
 
 
 def hash_context(s: Session, name: str, env: str) -> None:
@@ -92,10 +97,14 @@ def hash_context(s: Session, name: str, env: str) -> None:
         pass
 
 
-def with_entries(cfg: BuildConfig, inputs: dict, stat_cache: StatCache) -> dict:
-    """The description with the context's entries (what an explanation and a record need)."""
+def with_entries(s: Session, cfg: BuildConfig, inputs: dict) -> dict:
+    """The description with the context's entries (what an explanation and a record need): those its
+    digest was computed from in this run when that hashing listed them (a changed context: listed once,
+    not again — its edited files would be read again too, being racy for a second), else listed now."""
     if "context_entries" not in inputs:
-        inputs["context_entries"] = context_entries(str(cfg.context), cfg.dockerfile_in_context(), stat_cache)
+        listed = _context(s, cfg)[0]
+        inputs["context_entries"] = listed if listed is not None else \
+            context_entries(str(cfg.context), cfg.dockerfile_in_context(), s.stat_cache)
     return inputs
 
 
@@ -180,7 +189,7 @@ def status(s: Session, name: str, env: str) -> Status:
             if in_engine:
                 return Status(False, f"image {rec['result']['image_id'][:19]} built from the same inputs is in "
                                      f"the engine{notes}", k, rec["result"], inputs)
-        inputs = with_entries(cfg, inputs, s.stat_cache)   # for the explanation and the record
+        inputs = with_entries(s, cfg, inputs)   # for the explanation and the record
         # Built elsewhere (another runner, or this engine was pruned): the registry has its content tag.
         repo_name = s.repository_name(name)
         digest = s.target(env).tag_digest(repo_name, f"ck-{k.hex}")

@@ -1,21 +1,26 @@
-"""The build checks of a run of several workloads ask the engine for the app's built images in one listing
-(`engine.image_ids`, the engine's `reference` filter) instead of one inspect per image; an image not in the
-listing is still asked for by itself, so the answer is the one an inspect gives."""
+"""The build checks of a run of several workloads find the app's built images in one listing of the engine
+(`engine.image_ids`, the engine's `reference` filter) instead of one inspect per image. The listing is read
+beside the contexts' hashing (stages.prefetch) and no check waits for it: one made before it is in inspects
+its image, as does one whose image the listing lacks, so the answer is the one an inspect gives."""
 from __future__ import annotations
 
 import subprocess
+import threading
+import time
 import uuid
 
 from conftest import missing, scratch_session
-from copilot_doit import engine
+from copilot_doit import engine, stages
 from copilot_doit.stages import build
 
 
-def test_several_workloads_make_one_listing_and_an_unlisted_image_is_inspected(tmp_path, monkeypatch):
+def test_once_listed_an_image_is_found_there_and_an_unlisted_one_is_inspected(tmp_path, monkeypatch):
     _, s = scratch_session(tmp_path, monkeypatch, "listing", ["aa", "bb", "cc"])
     listings, inspects = [], []
     monkeypatch.setattr(engine, "image_ids", lambda ref: listings.append(ref) or {"sha256:aa", "sha256:bb"})
     monkeypatch.setattr(engine, "image_id", lambda ref: inspects.append(ref) or ("sha256:dd" if ref == "sha256:dd" else None))
+    build.list_built_images(s)
+    build.list_built_images(s)
     assert build.in_the_engine(s, "sha256:aa") and build.in_the_engine(s, "sha256:bb")
     assert build.in_the_engine(s, "sha256:dd")           # built after the listing, or its content tag removed
     assert not build.in_the_engine(s, "sha256:ee")
@@ -23,13 +28,55 @@ def test_several_workloads_make_one_listing_and_an_unlisted_image_is_inspected(t
     assert inspects == ["sha256:dd", "sha256:ee"]        # only what the listing did not have
 
 
-def test_one_workload_inspects_its_image(tmp_path, monkeypatch):
-    _, s = scratch_session(tmp_path, monkeypatch, "listing1", ["aa"])
-    listings, inspects = [], []
-    monkeypatch.setattr(engine, "image_ids", lambda ref: listings.append(ref) or set())
+def test_a_check_made_while_the_listing_is_being_read_inspects_at_once(tmp_path, monkeypatch):
+    _, s = scratch_session(tmp_path, monkeypatch, "listing2", ["aa", "bb"])
+    release, inspects = threading.Event(), []
+
+    def slow_listing(ref):
+        assert release.wait(10)
+        return {"sha256:aa"}
+    monkeypatch.setattr(engine, "image_ids", slow_listing)
     monkeypatch.setattr(engine, "image_id", lambda ref: inspects.append(ref) or ref)
+    reading = threading.Thread(target=build.list_built_images, args=(s,))
+    reading.start()
+    started = time.monotonic()
     assert build.in_the_engine(s, "sha256:aa")
-    assert listings == [] and inspects == ["sha256:aa"]  # one request either way: the plain inspect
+    assert time.monotonic() - started < 5 and inspects == ["sha256:aa"]   # did not wait for the listing
+    release.set()
+    reading.join(10)
+    assert build.in_the_engine(s, "sha256:aa") and inspects == ["sha256:aa"]   # from the listing now
+
+
+def test_a_failed_listing_leaves_the_checks_to_inspect(tmp_path, monkeypatch):
+    from copilot_doit.errors import ServiceUnavailable
+    _, s = scratch_session(tmp_path, monkeypatch, "listing3", ["aa", "bb"])
+
+    def no_engine(ref):
+        raise ServiceUnavailable("the Docker engine does not answer")
+    monkeypatch.setattr(engine, "image_ids", no_engine)
+    monkeypatch.setattr(engine, "image_id", lambda ref: ref)
+    build.list_built_images(s)                          # no exception: the checks report the engine
+    assert build.in_the_engine(s, "sha256:aa")
+
+
+class FakeStage:
+    def __init__(self, status):
+        self.status = status
+
+
+def test_prefetch_reads_the_listing_beside_the_hashing_for_several_workloads_only(tmp_path, monkeypatch):
+    for names, expected in ((["aa", "bb"], 1), (["aa"], 0)):
+        _, s = scratch_session(tmp_path / str(len(names)), monkeypatch, f"listing{len(names)}x", names)
+        listings, threads = [], []
+        monkeypatch.setattr(build, "list_built_images",
+                            lambda session: listings.append(session) or threads.append(threading.current_thread()))
+        workload = FakeStage(lambda session, name, env: None)
+        jobs = [(stages.ENV, None, "test")] + [(workload, n, "test") for n in names]
+        monkeypatch.setattr(stages, "ENV", FakeStage(lambda session, name, env: None))
+        jobs[0] = (stages.ENV, None, "test")
+        stages._check_all(s, jobs, jobs[1:], 8)
+        assert listings == [s] * expected
+        assert all(t is not threading.current_thread() for t in threads)   # in a thread beside the hashing
 
 
 def test_the_engine_lists_the_images_of_a_name_pattern():

@@ -465,6 +465,46 @@ def test_patch17_concurrent_requests_do_not_break_the_emulator(services_up):
     assert errors == []
 
 
+def test_patch19_the_region_s_stacks_in_one_answer_read_as_describe_stacks_reads_them(cfn, services_up):
+    """The local target's listing (one GET, patch 19) gives what its DescribeStacks walk gives, for stacks of
+    every shape this emulator holds: the suite's deployed environments and workloads (nested stacks,
+    unresolved outputs) and these: tags (one with XML's special characters), a NoEcho parameter, exported and plain outputs, none, an
+    update through a change set, a deleted stack."""
+    from copilot_doit.targets.local import lite
+    tagged, updated, bare, deleted = name(), name(), name(), name()
+    cfn.create_stack(StackName=tagged, TemplateBody=json.dumps({
+        "Parameters": {"Secret": {"Type": "String", "NoEcho": True}, "Plain": {"Type": "String", "Default": "p"}},
+        "Resources": {"Log": {"Type": "AWS::Logs::LogGroup"}},
+        "Outputs": {"Name": {"Value": {"Ref": "Log"}, "Export": {"Name": f"{tagged}-Name"}},
+                    "Text": {"Value": "a <value> & more"}}}),
+        Parameters=[{"ParameterKey": "Secret", "ParameterValue": "hunter2"}],
+        Tags=[{"Key": "copilot-application", "Value": "app"}, {"Key": "note", "Value": "x & <y>"}])
+    via_change_set(cfn, updated, exporter(f"{updated}-out"), tags={"k": "v1"})
+    via_change_set(cfn, updated, exporter(f"{updated}-out", "v2"), params={"V": "v2"}, tags={"k": "v2"})
+    bare_template = json.dumps({"Resources": {"Log": {"Type": "AWS::Logs::LogGroup"}}})
+    cfn.create_stack(StackName=bare, TemplateBody=bare_template)
+    cfn.create_stack(StackName=deleted, TemplateBody=bare_template)
+    cfn.delete_stack(StackName=deleted)
+
+    url, region, account = services_up.moto_url, "us-east-1", "123456789012"
+    for _ in range(51 - len(lite.describe_stacks(url, region))):   # DescribeStacks pages hold 50: two at least
+        cfn.create_stack(StackName=name(), TemplateBody=bare_template)
+    for _ in range(10):   # other tests deploy meanwhile: compare two reads with no change between them
+        before = lite._stacks_in_one(url, region, account)
+        assert before is not None, "the emulator has no /copilot-doit/stacks (patch 19 not applied)"
+        walked = lite.describe_stacks(url, region)                       # DescribeStacks, page by page
+        if lite._stacks_in_one(url, region, account) == before:
+            break
+    assert before == walked
+    assert lite.describe_stacks(url, region, account=account) == before  # what the local target reads
+    assert before[tagged]["tags"] == {"copilot-application": "app", "note": "x & <y>"}
+    assert sorted(before[tagged]["parameters"]) == ["Plain", "Secret"] and before[tagged]["parameters"]["Plain"] == "p"
+    assert before[tagged]["outputs"]["Text"] == "a <value> & more"
+    assert before[updated]["parameters"] == {"V": "v2"} and before[updated]["tags"] == {"k": "v2"}
+    assert before[bare]["outputs"] == {} and before[bare]["status"] == "CREATE_COMPLETE"
+    assert deleted not in before and len(before) > 50
+
+
 def test_patch18_the_server_neither_logs_each_request_nor_lists_its_package_per_request(services_up, local_dir):
     """Without patch 18 every request added a line to moto.log (werkzeug's request log) and moto's dispatcher
     listed its package folders (os.listdir, an isdir each) to find the service: ~17 % of the server's CPU."""

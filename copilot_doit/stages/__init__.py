@@ -151,8 +151,11 @@ def _check_all(session, jobs: list, workloads: list, concurrency: int, image_che
             pass
 
     # The environments' checks (a DescribeStacks walk, or reads by name: round trips) depend on no image:
-    # each starts at once, in a thread of its own.
+    # each starts at once, in a thread of its own; so does the engine's listing of the app's built images,
+    # which the build checks of several workloads use once it is in (build.in_the_engine).
     side = [threading.Thread(target=check, args=(job,), daemon=True) for job in jobs if job[0] is ENV]
+    if len(workloads) > 1:
+        side.append(threading.Thread(target=build.list_built_images, args=(session,), daemon=True))
     for t in side:
         t.start()
     workers = []

@@ -129,7 +129,7 @@ class LocalTarget(AwsTarget):
                 self._ecr_snapshot = _UNREAD
 
     def describe_stacks(self) -> dict:
-        return lite.describe_stacks(self.endpoints.moto_url, self.settings.region)
+        return lite.describe_stacks(self.endpoints.moto_url, self.settings.region, account=ACCOUNT)
 
     def describe_stack(self, name: str) -> dict | None:
         return lite.describe_stack(self.endpoints.moto_url, self.settings.region, name)

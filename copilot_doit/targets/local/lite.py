@@ -110,7 +110,15 @@ def describe_stack(moto_url: str, region: str, name: str) -> dict | None:
     return describe_stacks(moto_url, region, name).get(name)
 
 
-def describe_stacks(moto_url: str, region: str, name: str | None = None) -> dict[str, dict]:
+def describe_stacks(moto_url: str, region: str, name: str | None = None,
+                    account: str | None = None) -> dict[str, dict]:
+    """{stack name: its status, tags, outputs, parameters and last update} of the region (or of the one stack
+    `name`). The region's, given `account`: in one answer of the emulator's listing (moto patch 19), else —
+    an emulator without it, started by an older copilot-doit — DescribeStacks page by page."""
+    if name is None and account is not None:
+        listed = _stacks_in_one(moto_url, region, account)
+        if listed is not None:
+            return listed
     out: dict[str, dict] = {}
     token = None
     while True:
@@ -141,6 +149,25 @@ def describe_stacks(moto_url: str, region: str, name: str | None = None) -> dict
         token = root.findtext(f".//{_CFN_NS}NextToken")
         if not token:
             return out
+
+
+def _stacks_in_one(moto_url: str, region: str, account: str) -> dict[str, dict] | None:
+    log_api("cloudformation", "ListAllStacks", "local")
+    query = urllib.parse.urlencode({"account": account, "region": region})
+    status, _, body = _request(moto_url, "GET", f"/copilot-doit/stacks?{query}", None, {})
+    if status != 200:
+        return None
+    out: dict[str, dict] = {}
+    try:
+        for row in json.loads(body)["stacks"]:
+            if row["name"] is None:
+                continue
+            merge_listed(out, row["name"], {
+                "status": row["status"], "tags": dict(row["tags"]), "outputs": dict(row["outputs"]),
+                "parameters": dict(row["parameters"]), "updated": row["updated"] or ""})
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
+    return out
 
 
 def _pairs(node, k, v) -> dict:

@@ -60,7 +60,8 @@ def test_one_read_of_the_emulated_ecr_answers_every_workload(target, services_up
     calls = _calls(log)
     assert calls.count("ecr:ListAllImages") == 1, calls
     assert calls.count("ecr:DescribeImages") == 1, calls     # only the one the listing lacks, asked itself
-    assert calls.count("registry:HeadManifest") == 3, calls
+    # the registry asked once (it answers); the other two read from its storage (test_local_registry_storage.py)
+    assert calls.count("registry:HeadManifest") == 1, calls
 
     # a push in this run drops what was read: the image it registered is found at once
     target.after_push(repos[2], digests[repos[2]], ["v1"])

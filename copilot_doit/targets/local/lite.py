@@ -214,6 +214,39 @@ def registry_digest(registry: str, repo: str, reference: str) -> str | None:
     return headers.get("docker-content-digest")
 
 
+_HEX = frozenset("0123456789abcdef")
+
+
+def stored_digest(root: str, repo: str, reference: str) -> str | None:
+    """The digest the local registry holds under a tag or digest, read from its storage (the filesystem
+    driver's layout: the repository's tag and revision links, the manifest blob's data), or None when the
+    files do not show it — then only the registry itself can say (registry_digest). What a HEAD of the
+    manifest checks: the repository links that digest and its blob is there."""
+    if not repo or ".." in repo.split("/") or repo.startswith("/"):
+        return None
+    v2 = os.path.join(root, "docker", "registry", "v2")
+    manifests = os.path.join(v2, "repositories", repo, "_manifests")
+    try:
+        if reference.startswith("sha256:"):
+            digest = reference
+        else:
+            if "/" in reference or reference in (".", ".."):
+                return None
+            with open(os.path.join(manifests, "tags", reference, "current", "link")) as f:
+                digest = f.read().strip()
+        hexd = digest[len("sha256:"):]
+        if not digest.startswith("sha256:") or len(hexd) != 64 or not _HEX.issuperset(hexd):
+            return None
+        with open(os.path.join(manifests, "revisions", "sha256", hexd, "link")) as f:
+            if f.read().strip() != digest:
+                return None
+        if not os.path.isfile(os.path.join(v2, "blobs", "sha256", hexd[:2], hexd, "data")):
+            return None
+    except (OSError, UnicodeDecodeError):
+        return None
+    return digest
+
+
 def registry_manifest(registry: str, repo: str, reference: str) -> tuple[bytes, str]:
     log_api("registry", "GetManifest", "local")
     status, headers, body = _request(f"http://{registry}", "GET", f"/v2/{repo}/manifests/{reference}", None,

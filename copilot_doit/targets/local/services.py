@@ -39,6 +39,7 @@ REGISTRY_BINARIES = ("docker-registry", "registry")
 class Endpoints:
     moto_url: str        # http://127.0.0.1:PORT
     registry: str        # 127.0.0.1:PORT
+    registry_root: str | None = None   # the registry's storage (its filesystem driver's root directory)
 
 
 def local_dir(cache_root) -> Path:
@@ -255,7 +256,7 @@ def running_endpoints(cache_root) -> Endpoints | None:
 
 def _endpoints(state: dict) -> Endpoints:
     return Endpoints(moto_url=f"http://127.0.0.1:{state['moto']['port']}",
-                     registry=f"127.0.0.1:{state['registry']['port']}")
+                     registry=f"127.0.0.1:{state['registry']['port']}", registry_root=state["registry"].get("root"))
 
 
 def _terminate(pid: int, markers: tuple[str, ...]) -> None:

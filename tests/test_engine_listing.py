@@ -70,10 +70,9 @@ def test_prefetch_reads_the_listing_beside_the_hashing_for_several_workloads_onl
         listings, threads = [], []
         monkeypatch.setattr(build, "list_built_images",
                             lambda session: listings.append(session) or threads.append(threading.current_thread()))
+        monkeypatch.setattr(stages, "ENV", FakeStage(lambda session, name, env: None))
         workload = FakeStage(lambda session, name, env: None)
         jobs = [(stages.ENV, None, "test")] + [(workload, n, "test") for n in names]
-        monkeypatch.setattr(stages, "ENV", FakeStage(lambda session, name, env: None))
-        jobs[0] = (stages.ENV, None, "test")
         stages._check_all(s, jobs, jobs[1:], 8)
         assert listings == [s] * expected
         assert all(t is not threading.current_thread() for t in threads)   # in a thread beside the hashing

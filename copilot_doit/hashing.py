@@ -161,10 +161,6 @@ class StatCache:
         self._dirty_contexts: dict[str, tuple] = {}
         self.files_hashed = 0  # content reads since construction: what the warm-cache tests measure
         self.bytes_hashed = 0
-        # Contexts whose stats were not all as at their last hashing (an edit, a touch, a first hashing):
-        # stages.prefetch lets doit's checks start at the first such context instead of after the last one.
-        # Counted without a lock: a count lost between two threads only delays that start to the pass's end.
-        self.contexts_rehashed = 0
 
     def _connect(self, check_same_thread: bool = True):
         con = sqlite3.connect(self.db_path, timeout=30, check_same_thread=check_same_thread)
@@ -543,7 +539,6 @@ def _hashed_context(context: str, dockerfile_in_context: str | None, stat_cache:
         known = (stat_cache.context_tree if tree_only else stat_cache.context)(row, stats_digest)
         if known is not None and newest + StatCache.RACY_WINDOW_NS < known[1]:
             return (None, known[0]) if tree_only else (list(known[0]), None)
-        stat_cache.contexts_rehashed += 1
         out = []
         for taken in stats:   # the listing's order, each file with the stat just taken
             progress.entry()

@@ -10,6 +10,7 @@ import time
 import uuid
 
 from conftest import missing, scratch_session
+from test_prefetch_order import FakeStage
 from copilot_doit import engine, stages
 from copilot_doit.stages import build
 
@@ -57,11 +58,6 @@ def test_a_failed_listing_leaves_the_checks_to_inspect(tmp_path, monkeypatch):
     monkeypatch.setattr(engine, "image_id", lambda ref: ref)
     build.list_built_images(s)                          # no exception: the checks report the engine
     assert build.in_the_engine(s, "sha256:aa")
-
-
-class FakeStage:
-    def __init__(self, status):
-        self.status = status
 
 
 def test_prefetch_reads_the_listing_beside_the_hashing_for_several_workloads_only(tmp_path, monkeypatch):

@@ -8,16 +8,9 @@ import uuid
 
 import pytest
 
-from test_local_ecr_snapshot import _calls, _registry_image
+from test_local_ecr_snapshot import _calls, _registry_image, target  # noqa: F401 — `target` is a fixture
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture
-def target(services_up, tmp_path):
-    from copilot_doit.targets.local import LocalTarget
-    from copilot_doit.workspace import EnvSettings
-    return LocalTarget(EnvSettings(name="test", target="local", region="us-east-1"), tmp_path)
 
 
 def test_the_storage_shows_what_a_head_of_the_manifest_says(services_up):

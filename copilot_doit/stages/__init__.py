@@ -175,9 +175,7 @@ def _check_all(session, jobs: list, workloads: list, concurrency: int, image_che
         for _, name, env in workloads:
             if session.stopping.is_set():
                 break
-            rehashed = session.stat_cache.contexts_rehashed
-            build.hash_context(session, name, env)
-            if hashed is not None and session.stat_cache.contexts_rehashed != rehashed:
+            if build.hash_context(session, name, env) and hashed is not None:
                 # A context that changed since its last hashing: that workload's build is likely to run.
                 # doit's checks go on from here (the run's thread asks for the ones before it, hashed already)
                 # while this thread hashes the rest: one changed workload among 500 no longer waits for the

@@ -86,15 +86,17 @@ def _context(s: Session, cfg: BuildConfig) -> tuple[list | None, str]:
                   lambda: context_snapshot(str(cfg.context), dockerfile_in_context, s.stat_cache))
 
 
-def hash_context(s: Session, name: str, env: str) -> None:
-    """Compute the workload's context digest ahead of its checks (stages.prefetch); a failure is left for
-    the status to report."""
+def hash_context(s: Session, name: str, env: str) -> bool:
+    """Compute the workload's context digest ahead of its checks (stages.prefetch). True when its files were
+    listed anew (the context changed since its last hashing, or was never hashed): that workload's build is
+    likely to run. A failure is left for the status to report."""
     try:
         cfg = s.manifests[(name, env)].build_config(s.ws.root)
         if cfg is not None:
-            context_digest(s, cfg)
+            return _context(s, cfg)[0] is not None
     except Exception:  # noqa: BLE001 — the status asks again and reports it in its words
         pass
+    return False
 
 
 def with_entries(s: Session, cfg: BuildConfig, inputs: dict) -> dict:

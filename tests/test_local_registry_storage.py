@@ -4,6 +4,7 @@ always the registry's own answer — what a HEAD of the manifest would have said
 from __future__ import annotations
 
 import os
+import time
 import uuid
 
 import pytest
@@ -54,6 +55,50 @@ def test_the_first_lookup_asks_the_registry_later_ones_read_its_storage(target, 
     assert _calls(log).count("registry:HeadManifest") == 1             # the first only
     assert target.tag_digest(repo, "v9") is None                        # absent: the registry says so itself
     assert _calls(log).count("registry:HeadManifest") == 2
+
+
+def test_concurrent_first_lookups_ask_the_registry_once(target, services_up, tmp_path, monkeypatch):
+    """The checks of a run look up at once: one of them asks the registry, the others wait for its answer and
+    read the storage (before: every thread that came before the first answer sent its own HEAD — a count
+    that varied from run to run, CI stop 29)."""
+    from concurrent.futures import ThreadPoolExecutor
+    from copilot_doit.targets.local import lite
+    repo = f"store{uuid.uuid4().hex[:8]}/web"
+    digests = [_registry_image(services_up.registry, repo, f"v{i}") for i in range(8)]
+    log = tmp_path / "api.log"
+    monkeypatch.setenv("COPILOT_DOIT_API_LOG", str(log))
+    slow_head = lite.registry_digest
+
+    def registry_digest(*args, **kwargs):   # the first answer comes back after all 8 have asked
+        time.sleep(0.3)
+        return slow_head(*args, **kwargs)
+
+    monkeypatch.setattr(lite, "registry_digest", registry_digest)
+    with ThreadPoolExecutor(8) as pool:
+        found = list(pool.map(lambda i: target.tag_digest(repo, f"v{i}"), range(8)))
+    assert found == digests
+    assert _calls(log).count("registry:HeadManifest") == 1
+
+
+def test_a_failed_first_lookup_fails_its_check_and_absent_images_are_still_asked(target, services_up, monkeypatch):
+    """A registry that does not answer fails the check that asked first, in its words; after it, what the
+    storage shows is read from it and what it does not show is still asked of the registry (and fails)."""
+    from copilot_doit.targets.local import lite
+    repo = f"store{uuid.uuid4().hex[:8]}/web"
+    digest = _registry_image(services_up.registry, repo, "v1")
+    asked = []
+
+    def paused(registry, name, reference):
+        asked.append(reference)
+        raise lite.LiteError("the local registry did not answer")
+
+    monkeypatch.setattr(lite, "registry_digest", paused)
+    with pytest.raises(lite.LiteError):
+        target.tag_digest(repo, "v1")
+    assert target.tag_digest(repo, "v1") == digest and asked == ["v1"]
+    with pytest.raises(lite.LiteError):
+        target.tag_digest(repo, "v9")
+    assert asked == ["v1", "v9"]
 
 
 def test_a_wiped_storage_is_asked_of_the_registry(services_up, tmp_path, monkeypatch):

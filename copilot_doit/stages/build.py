@@ -18,6 +18,7 @@ from pathlib import Path
 
 from .. import engine, git
 from ..base_images import BaseImageMemo, resolve_all
+from ..audit import log_api
 from ..errors import ServiceUnavailable
 from ..hashing import (Key, StatCache, changed_paths, context_entries, context_snapshot, digest_bytes, digest_value,
                        tree_digest)
@@ -179,6 +180,7 @@ def in_the_engine(s: Session, image_id: str) -> bool:
     and the first checks of a run, whose stage may be the one to run, need one image each (~1 ms)."""
     listed = s.facts.get("engine-images")
     if listed is not None and image_id in listed:
+        log_api("docker", "LookupListing", "engine")   # one audit line per check, listed or inspected
         return True
     return engine.image_id(image_id) is not None
 

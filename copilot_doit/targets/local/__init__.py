@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 
+from ...audit import log_api
 from ...errors import UserError
 from ..aws import AwsTarget
 from . import lite, services
@@ -33,6 +34,7 @@ class LocalTarget(AwsTarget):
         self._ecr_lock = threading.Lock()
         self._ecr_snapshot = _UNREAD
         self._registry_asked = threading.Event()   # this run asked the registry itself once
+        self._registry_first = threading.Lock()    # held by the one check that asks first
 
     def warm_up(self, uploads: bool = True, walk: bool = False) -> None:
         """Nothing to warm: the live checks of the local target are plain HTTP (lite.py), no boto3."""
@@ -100,13 +102,23 @@ class LocalTarget(AwsTarget):
         costs the registry ~0.8 ms of CPU: 50 of them beside a 50-workload deploy's one build, 500 in a
         500-workload no-op."""
         e = self.endpoints
-        if self._registry_asked.is_set() and e.registry_root:
+        if not self._registry_asked.is_set():
+            # One check asks first; the concurrent ones wait for that answer (one HEAD per run, not one per
+            # thread that got there before it came back). Asked, failed or not: a stuck registry fails the
+            # first check in its words, and the others then ask it for what the storage does not show.
+            with self._registry_first:
+                if not self._registry_asked.is_set():
+                    try:
+                        return lite.registry_digest(e.registry, repo_name, reference)
+                    finally:
+                        self._registry_asked.set()
+        if e.registry_root:
             found = lite.stored_digest(e.registry_root, repo_name, reference)
             if found is not None:
+                # audited like the HEAD it stands for: each lookup leaves one line, whichever way it went
+                log_api("registry", "LookupStorage", "local")
                 return found
-        found = lite.registry_digest(e.registry, repo_name, reference)
-        self._registry_asked.set()
-        return found
+        return lite.registry_digest(e.registry, repo_name, reference)
 
     def _ecr_images(self) -> dict[str, set[str]] | None:
         """The emulated ECR's images, read once per run by the first check that needs them (the concurrent

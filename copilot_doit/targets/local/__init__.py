@@ -33,8 +33,10 @@ class LocalTarget(AwsTarget):
         self._endpoints = None
         self._ecr_lock = threading.Lock()
         self._ecr_snapshot = _UNREAD
-        self._registry_asked = threading.Event()   # this run asked the registry itself once
-        self._registry_first = threading.Lock()    # held by the one check that asks first
+        self._registry_asked = threading.Event()   # the registry answered this run once
+        self._registry_first = threading.Lock()
+        self._registry_first_taken = False         # one check asks first, the others wait for its answer:
+        self._registry_first_came = threading.Event()
 
     def warm_up(self, uploads: bool = True, walk: bool = False) -> None:
         """Nothing to warm: the live checks of the local target are plain HTTP (lite.py), no boto3."""
@@ -103,15 +105,20 @@ class LocalTarget(AwsTarget):
         500-workload no-op."""
         e = self.endpoints
         if not self._registry_asked.is_set():
-            # One check asks first; the concurrent ones wait for that answer (one HEAD per run, not one per
-            # thread that got there before it came back). Asked, failed or not: a stuck registry fails the
-            # first check in its words, and the others then ask it for what the storage does not show.
+            # One check asks first; the concurrent ones wait for its answer (one HEAD per run, not one per
+            # thread that got there before the answer came). When it failed (a stuck registry: the error is
+            # its check's, which may be a background one), each asks again, at once, not one after another.
             with self._registry_first:
-                if not self._registry_asked.is_set():
-                    try:
-                        return lite.registry_digest(e.registry, repo_name, reference)
-                    finally:
-                        self._registry_asked.set()
+                mine, self._registry_first_taken = not self._registry_first_taken, True
+            if not mine:
+                self._registry_first_came.wait()
+            if mine or not self._registry_asked.is_set():
+                try:
+                    found = lite.registry_digest(e.registry, repo_name, reference)
+                    self._registry_asked.set()
+                    return found
+                finally:
+                    self._registry_first_came.set()
         if e.registry_root:
             found = lite.stored_digest(e.registry_root, repo_name, reference)
             if found is not None:

@@ -328,3 +328,22 @@ def test_lint_rerun_keeps_the_warnings(workspace):
         assert all(r in plan for r in rules), plan
     else:
         assert "passed cfn-lint" in line and "warning" not in line, line
+
+
+def test_the_engine_pushes_one_tag_and_the_registry_gets_every_tag(workspace, services_up):
+    """The push stage's tags (the git tag, the content tag `ck-…`, `latest`): the engine tags and pushes one,
+    the others are put on the pushed digest manifest-only. All of them name that digest in the registry and
+    in ECR, as if each had been pushed."""
+    from copilot_doit.targets.local import lite
+    ws = workspace
+    out = ws.run("deploy", "name=frontend", "env=test").stdout
+    line = next(ln for ln in out.splitlines() if ln.strip().startswith("pushed "))
+    digest = line.split("@", 1)[1].split()[0]
+    tags = line[line.index("(") + 1:line.rindex(")")].split(", ")
+    assert len(tags) == 3 and "latest" in tags and any(t.startswith("ck-") for t in tags), line
+    repo = f"{ws.app}/frontend"
+    assert {t: lite.registry_digest(services_up.registry, repo, t) for t in tags} == {t: digest for t in tags}
+    images = ws.client("ecr").describe_images(repositoryName=repo, imageIds=[{"imageDigest": digest}])
+    assert sorted(images["imageDetails"][0]["imageTags"]) == sorted(tags)
+    ops = [c["operation"] for c in ws.api_calls() if c["service"] == "docker"]
+    assert ops.count("Push") == 1 and ops.count("Tag") == 1, ops

@@ -347,3 +347,5 @@ def test_the_engine_pushes_one_tag_and_the_registry_gets_every_tag(workspace, se
     assert sorted(images["imageDetails"][0]["imageTags"]) == sorted(tags)
     ops = [c["operation"] for c in ws.api_calls() if c["service"] == "docker"]
     assert ops.count("Push") == 1 and ops.count("Tag") == 1, ops
+    # the registry's manifest is read once for the pushed tag's ECR record, once for the others' retag
+    assert [c["operation"] for c in ws.api_calls()].count("GetManifest") == 2, ws.api_calls()

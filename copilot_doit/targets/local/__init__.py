@@ -145,11 +145,16 @@ class LocalTarget(AwsTarget):
         manifest, media_type = lite.registry_manifest(self.endpoints.registry, repo_name, digest)
         for tag in tags:
             lite.registry_put_manifest(self.endpoints.registry, repo_name, tag, manifest, media_type)
-        self.after_push(repo_name, digest, tags)
+        self._record_in_ecr(repo_name, digest, tags, manifest, media_type)
 
     def after_push(self, repo_name, digest, tags) -> None:
         """Register the pushed image in moto's ECR under the registry's digest (else moto invents one)."""
         manifest, media_type = lite.registry_manifest(self.endpoints.registry, repo_name, digest)
+        self._record_in_ecr(repo_name, digest, tags, manifest, media_type)
+
+    def _record_in_ecr(self, repo_name, digest, tags, manifest: bytes, media_type: str) -> None:
+        """The emulated ECR's records of `tags` on `digest`, from the registry's manifest of it (read once by
+        the caller: a retag has it already)."""
         ecr = self.client("ecr")
         try:
             for tag in tags:
